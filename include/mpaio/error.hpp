@@ -1,0 +1,58 @@
+#pragma once
+/// @file error.hpp
+/// The exception hierarchy: every error mpaio reports derives from mpaio::Error.
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+namespace mpaio {
+
+/// Base of every exception mpaio throws; what() names what was wrong and where.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A caller passed a value mpaio cannot use (a size of 0, a bad shape, an unknown dtype...).
+class InvalidArgument : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A system call failed; carries the call's name, the arguments that matter and errno.
+class SystemError : public Error {
+ public:
+  /// @param call   the failed call with its arguments, e.g. "shm_open(name=/mpaio-1, O_RDWR)"
+  /// @param errnum errno as the call left it
+  SystemError(std::string call, int errnum, const std::string& detail = {});
+  /// errno of the failed call.
+  [[nodiscard]] std::error_code code() const noexcept { return code_; }
+  /// The call and its arguments.
+  [[nodiscard]] const std::string& call() const noexcept { return call_; }
+
+ private:
+  std::string call_;
+  std::error_code code_;
+};
+
+/// Shared memory is too small for a request: names the bytes requested and available.
+class OutOfSharedMemory : public SystemError {
+ public:
+  OutOfSharedMemory(std::string call, int errnum, std::uint64_t requested, std::uint64_t available);
+  [[nodiscard]] std::uint64_t requested() const noexcept { return requested_; }
+  [[nodiscard]] std::uint64_t available() const noexcept { return available_; }
+
+ private:
+  std::uint64_t requested_;
+  std::uint64_t available_;
+};
+
+/// A byte record (a chunk result, a JSON document) is malformed; decoding stopped before reading past it.
+class DecodeError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace mpaio

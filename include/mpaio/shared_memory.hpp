@@ -1,0 +1,82 @@
+#pragma once
+/// @file shared_memory.hpp
+/// SharedMemory: RAII owner of one OS shared-memory segment.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "mpaio/detail/mapping.hpp"
+#include "mpaio/detail/unique_fd.hpp"
+
+namespace mpaio {
+
+/// How a segment is reached by other processes.
+enum class SegmentKind {
+  /// memfd: no name in /dev/shm, so it cannot leak; reaches other processes by fork or fd passing.
+  anonymous,
+  /// POSIX shared memory under /dev/shm: other programs (numpy) attach it by name.
+  named,
+};
+
+/// Access to request when attaching.
+enum class Access { read_only, read_write };
+
+/// Options for SharedMemory::create.
+struct SegmentOptions {
+  SegmentKind kind = SegmentKind::anonymous;
+  /// Keep a named segment in /dev/shm after the creator is destroyed (someone else unlinks it).
+  bool keep = false;
+};
+
+/// Move-only owner of one shared-memory segment and its mapping in this process.
+///
+/// A creator owns the name of a named segment and unlinks it on destruction unless told to keep it.
+/// Pages are reserved at creation, so a full /dev/shm fails here with OutOfSharedMemory, never with
+/// SIGBUS at first write. Every live segment of this process is listed in a process-wide registry,
+/// which is how executors find the descriptor to pass to worker processes.
+class SharedMemory {
+ public:
+  /// Creates a segment of `size` bytes with a random name ("/mpaio-<pid>-<64 random bits>"),
+  /// O_CREAT|O_EXCL, mode 0600. Throws InvalidArgument for size 0, SystemError otherwise.
+  static SharedMemory create(std::size_t size, SegmentOptions options = {});
+  /// Attaches an existing segment by name: a named one through /dev/shm, an anonymous one if it
+  /// lives in this process (or was inherited by fork). Throws SystemError (ENOENT, EACCES...).
+  static SharedMemory attach(std::string_view name, Access access = Access::read_only);
+
+  SharedMemory(SharedMemory&& other) noexcept;
+  SharedMemory& operator=(SharedMemory&& other) noexcept;
+  SharedMemory(const SharedMemory&) = delete;
+  SharedMemory& operator=(const SharedMemory&) = delete;
+  ~SharedMemory();
+
+  /// The segment's name: "/mpaio-..." for named segments, "memfd:mpaio-..." for anonymous ones.
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] SegmentKind kind() const noexcept { return kind_; }
+  [[nodiscard]] std::size_t size() const noexcept { return mapping_.size(); }
+  [[nodiscard]] std::byte* data() const noexcept { return mapping_.data(); }
+  [[nodiscard]] bool writable() const noexcept { return writable_; }
+  [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+  /// Whether destroying this object unlinks the name.
+  [[nodiscard]] bool owns_name() const noexcept { return owns_name_; }
+  /// Leaves the name in /dev/shm when this object is destroyed.
+  void keep() noexcept { owns_name_ = false; }
+  /// Identifies this segment among every segment this process has created or attached.
+  [[nodiscard]] std::uint64_t key() const noexcept { return key_; }
+
+ private:
+  SharedMemory(std::string name, SegmentKind kind, detail::UniqueFd fd, detail::Mapping mapping,
+               bool writable, bool owns_name);
+  void release() noexcept;
+
+  std::string name_;
+  SegmentKind kind_ = SegmentKind::anonymous;
+  detail::UniqueFd fd_;
+  detail::Mapping mapping_;
+  bool writable_ = false;
+  bool owns_name_ = false;
+  std::uint64_t key_ = 0;
+};
+
+}  // namespace mpaio
