@@ -53,6 +53,12 @@ std::u32string decode_utf8(std::string_view text) {
       }
       cp = (cp << 6) | (cont & 0x3F);
     }
+    // Strict UTF-8 (RFC 3629, as Python decodes it): no overlong forms, no surrogates, nothing past U+10FFFF.
+    static constexpr char32_t kMinForLength[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMinForLength[extra] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
+      throw InvalidArgument(fmt::format("malformed UTF-8: invalid code point U+{:04X} at offset {}",
+                                        static_cast<std::uint32_t>(cp), i));
+    }
     out += cp;
     i += static_cast<std::size_t>(extra) + 1;
   }

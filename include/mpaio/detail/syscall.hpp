@@ -21,7 +21,7 @@ std::string describe_call(std::string_view call, const Args&... key_values) {
   out += '(';
   bool first = true;
   bool is_key = true;
-  auto add = [&](const auto& part) {
+  [[maybe_unused]] auto add = [&](const auto& part) {  // unused when there are no arguments
     if (is_key) {
       if (!first) out += ", ";
       first = false;
