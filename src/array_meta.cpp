@@ -18,6 +18,16 @@ std::size_t checked_mul(std::size_t a, std::size_t b, const ArrayMeta& meta) {
   }
   return out;
 }
+
+/// alignof of the C++ element type a DType stands for (complex: that of its parts; strings: of a character).
+std::size_t alignment_of(const DType& dtype) {
+  switch (dtype.kind) {
+    case DTypeKind::bytes: return 1;
+    case DTypeKind::unicode: return 4;
+    case DTypeKind::complex: return dtype.itemsize / 2;
+    default: return dtype.itemsize;
+  }
+}
 }  // namespace
 
 std::size_t ArrayMeta::size() const {
@@ -41,6 +51,10 @@ void ArrayMeta::check_fits(std::size_t segment_size) const {
     throw InvalidArgument(fmt::format(
         "array {} {} shape [{}] at offset {} needs {} bytes, beyond the segment's {} bytes", shm_name,
         dtype.typestr(), fmt::join(shape, ", "), offset, bytes, segment_size));
+  }
+  if (const std::size_t align = alignment_of(dtype); align > 1 && offset % align != 0) {
+    throw InvalidArgument(fmt::format("array {} {}: offset {} is not a multiple of the element alignment {}",
+                                      shm_name, dtype.typestr(), offset, align));
   }
 }
 

@@ -54,7 +54,7 @@ DataIterator DataIterator::rows(ArrayMeta meta, std::size_t rows_per_chunk) {
 Range DataIterator::operator[](std::size_t i) const noexcept {
   if (mode_ == Mode::fixed) {
     const std::size_t s = start_ + i * step_;
-    return {s, std::min(s + step_, end_)};
+    return {s, s + std::min(step_, end_ - s)};  // not min(s + step_, end_): s + step_ may wrap around
   }
   const std::size_t s = start_ + i * step_ + std::min(i, extra_);
   return {s, s + step_ + (i < extra_ ? 1 : 0)};

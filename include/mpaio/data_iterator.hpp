@@ -2,6 +2,7 @@
 /// @file data_iterator.hpp
 /// DataIterator: the chunks of an array, by chunk size (MPAIO's semantics), by partitions or by rows.
 
+#include <compare>
 #include <cstddef>
 #include <iterator>
 
@@ -49,6 +50,17 @@ class DataIterator {
       return static_cast<difference_type>(i_) - static_cast<difference_type>(o.i_);
     }
     bool operator==(const iterator& o) const noexcept { return i_ == o.i_; }
+    // The rest of a random-access iterator, so that std::next, std::ranges algorithms and the
+    // std::random_access_iterator concept accept it as the tag above promises.
+    iterator& operator--() noexcept { return --i_, *this; }
+    iterator operator--(int) noexcept { auto old = *this; --i_; return old; }
+    iterator& operator+=(difference_type n) noexcept { return i_ += static_cast<std::size_t>(n), *this; }
+    iterator& operator-=(difference_type n) noexcept { return i_ -= static_cast<std::size_t>(n), *this; }
+    friend iterator operator+(iterator it, difference_type n) noexcept { return it += n; }
+    friend iterator operator+(difference_type n, iterator it) noexcept { return it += n; }
+    friend iterator operator-(iterator it, difference_type n) noexcept { return it -= n; }
+    Range operator[](difference_type n) const noexcept { return *(*this + n); }
+    std::strong_ordering operator<=>(const iterator& o) const noexcept { return i_ <=> o.i_; }
 
    private:
     const DataIterator* owner_ = nullptr;
