@@ -26,4 +26,15 @@ OutOfSharedMemory::OutOfSharedMemory(std::string call, int errnum, std::uint64_t
       requested_(requested),
       available_(available) {}
 
+ChunkError::ChunkError(std::string worker_type, Range range, std::uint32_t slot, pid_t pid, std::string cause_type,
+                       std::string cause)
+    : Error(fmt::format("{} chunk [{}, {}) failed in worker {} (pid {}): {}{}{}", worker_type, range.start, range.end,
+                        slot, pid, cause_type, cause_type.empty() ? "" : ": ", cause)),
+      worker_type_(std::move(worker_type)),
+      range_(range),
+      slot_(slot),
+      pid_(pid),
+      cause_type_(std::move(cause_type)),
+      cause_(std::move(cause)) {}
+
 }  // namespace mpaio

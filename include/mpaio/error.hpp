@@ -6,6 +6,9 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <sys/types.h>
+
+#include "mpaio/range.hpp"
 
 namespace mpaio {
 
@@ -53,6 +56,35 @@ class OutOfSharedMemory : public SystemError {
 class DecodeError : public Error {
  public:
   using Error::Error;
+};
+
+/// A chunk failed: names the worker type, the chunk, the worker slot and process, and the cause.
+class ChunkError : public Error {
+ public:
+  /// @param cause_type the exception type thrown by `process`, or the kind of failure
+  /// @param cause      the exception's message, or how the worker died
+  ChunkError(std::string worker_type, Range range, std::uint32_t slot, pid_t pid, std::string cause_type,
+             std::string cause);
+  [[nodiscard]] const std::string& worker_type() const noexcept { return worker_type_; }
+  [[nodiscard]] Range range() const noexcept { return range_; }
+  [[nodiscard]] std::uint32_t slot() const noexcept { return slot_; }
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  [[nodiscard]] const std::string& cause_type() const noexcept { return cause_type_; }
+  [[nodiscard]] const std::string& cause() const noexcept { return cause_; }
+
+ private:
+  std::string worker_type_;
+  Range range_;
+  std::uint32_t slot_;
+  pid_t pid_;
+  std::string cause_type_;
+  std::string cause_;
+};
+
+/// A worker process died (signal, exit) while it ran a chunk; the pool has replaced it.
+class WorkerCrashed : public ChunkError {
+ public:
+  using ChunkError::ChunkError;
 };
 
 }  // namespace mpaio

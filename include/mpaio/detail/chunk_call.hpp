@@ -1,0 +1,44 @@
+#pragma once
+// The type-erased entry point of a worker type: what a task record carries across processes.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "mpaio/range.hpp"
+
+namespace mpaio::detail {
+
+/// Everything one call of a worker's `process` needs, in the process that runs it.
+struct ChunkCall {
+  const std::byte* data = nullptr;       ///< element 0 of the array
+  std::span<const std::size_t> shape;    ///< the array's shape
+  Range range;                           ///< the chunk
+  std::vector<std::byte>* out = nullptr; ///< the encoded result is appended here
+};
+
+/// Runs one chunk: calls Derived::init() once per process, then Derived::process, and encodes the
+/// result. A plain function pointer, identical in every process forked from the same program image,
+/// so it can travel in a task record. Exceptions propagate to the executor.
+using ChunkFn = void (*)(const ChunkCall&);
+
+/// The outcome of running a chunk in this process.
+struct ChunkExecution {
+  std::int64_t start_ns = 0;  ///< steady clock (CLOCK_MONOTONIC), comparable across processes
+  std::int64_t end_ns = 0;
+  bool failed = false;
+  std::string error_type;     ///< demangled exception type when failed
+  std::string error_message;  ///< what() or a description when failed
+};
+
+/// Runs `fn` on `call`, timing it and turning any exception (std:: or not) into error fields.
+ChunkExecution execute_chunk(ChunkFn fn, const ChunkCall& call) noexcept;
+
+/// CLOCK_MONOTONIC now, in nanoseconds.
+std::int64_t monotonic_ns() noexcept;
+
+/// The demangled name of a type_info.
+std::string demangle(const char* mangled);
+
+}  // namespace mpaio::detail

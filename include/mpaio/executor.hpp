@@ -1,0 +1,99 @@
+#pragma once
+/// @file executor.hpp
+/// Executor: where chunks run. The orchestrator drives any Executor through this interface.
+///
+/// A run goes: start_run() once; try_submit() as long as it accepts chunks; the executor reports every
+/// submitted chunk exactly once through RunSink::on_chunk_done(), on the run's event loop (never from
+/// another thread, never from inside try_submit); after the last report, or to abandon the run,
+/// stop_run(). The sink may call try_submit() from inside on_chunk_done().
+///
+/// To write an executor: run each chunk with detail::execute_chunk(task.fn, call) where `call` points at
+/// the task's array (RunArray::data, or a mapping of RunArray::segment_fd in another process), collect
+/// the encoded result bytes, and report them with the timing and the slot/pid that ran them.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <sys/types.h>
+
+#include <asio/any_io_executor.hpp>
+
+#include "mpaio/array_meta.hpp"
+#include "mpaio/detail/chunk_call.hpp"
+#include "mpaio/range.hpp"
+
+namespace mpaio {
+
+/// An array used by a run, resolved in the calling process.
+struct RunArray {
+  ArrayMeta meta;
+  std::uint64_t segment_key = 0;   ///< identifies the segment among this process's segments
+  int segment_fd = -1;             ///< descriptor of the segment (valid for the run; dup it to keep it)
+  std::size_t segment_size = 0;
+  const std::byte* data = nullptr; ///< element 0 in this process's mapping
+};
+
+/// One chunk handed to an executor.
+struct ChunkTask {
+  std::uint64_t id = 0;            ///< the chunk's number in the run, reported back
+  detail::ChunkFn fn = nullptr;    ///< the worker type's entry point
+  std::uint32_t array = 0;         ///< index into the run's arrays
+  Range range;
+};
+
+/// Why a chunk has no result.
+enum class ChunkFailure {
+  none,       ///< it succeeded
+  exception,  ///< `process` (or `init`) threw: error_type is the exception type, error_message its what()
+  crash,      ///< the worker process died while running it: error_message says how (signal, exit code)
+};
+
+/// What an executor reports for one chunk.
+struct ChunkOutcome {
+  std::uint64_t id = 0;
+  std::span<const std::byte> result;  ///< the encoded result; valid only during on_chunk_done
+  std::int64_t start_ns = 0;          ///< steady clock, as detail::monotonic_ns()
+  std::int64_t end_ns = 0;
+  std::uint32_t slot = 0;             ///< which of the executor's workers ran it
+  pid_t pid = 0;                      ///< the process that ran it
+  ChunkFailure failure = ChunkFailure::none;
+  std::string_view error_type;        ///< exception: its demangled type
+  std::string_view error_message;     ///< when failed: what happened
+};
+
+/// Receives chunk outcomes; implemented by the orchestrator.
+class RunSink {
+ public:
+  /// Called once per submitted chunk, on the run's event loop. Must not throw.
+  virtual void on_chunk_done(const ChunkOutcome& outcome) noexcept = 0;
+
+ protected:
+  ~RunSink() = default;
+};
+
+/// What an executor needs to start a run.
+struct RunContext {
+  asio::any_io_executor loop;       ///< the event loop of the caller; reports are delivered on it
+  RunSink* sink = nullptr;
+  std::span<const RunArray> arrays; ///< valid until stop_run()
+};
+
+/// Where chunks run. Implementations: InlineExecutor, ThreadPoolExecutor, ProcessPoolExecutor.
+/// One run at a time; the calls of a run are made on its event loop's thread.
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  /// A short name for reports ("inline", "thread", "process").
+  [[nodiscard]] virtual std::string_view name() const noexcept = 0;
+  /// How many chunks can run at the same time.
+  [[nodiscard]] virtual std::size_t concurrency() const noexcept = 0;
+  /// Prepares a run (binds its arrays, starts watching for results).
+  virtual void start_run(const RunContext& context) = 0;
+  /// Queues a chunk; returns false when the executor's queues are full (try again after a report).
+  virtual bool try_submit(const ChunkTask& task) = 0;
+  /// Ends the run: chunks not yet reported are abandoned and never reported; stops them where it can.
+  virtual void stop_run() noexcept = 0;
+};
+
+}  // namespace mpaio

@@ -1,0 +1,65 @@
+#pragma once
+/// @file process_pool_executor.hpp
+/// ProcessPoolExecutor: runs chunks in a pool of persistent worker processes.
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+
+#include "mpaio/executor.hpp"
+
+namespace mpaio {
+
+/// Options of a ProcessPoolExecutor.
+struct ProcessPoolOptions {
+  /// Number of worker processes; 0 means std::thread::hardware_concurrency().
+  std::size_t workers = 0;
+  /// Chunks queued per worker beyond the one it runs, so it never waits for a round trip (1..32).
+  std::size_t queue_depth = 8;
+  /// Largest encoded result of one chunk, in bytes; a bigger one fails its chunk (not the run).
+  std::size_t max_result_bytes = 1 << 20;
+  /// How long a worker waits for work, spinning, before it sleeps on a futex.
+  std::chrono::microseconds worker_spin{50};
+  /// At shutdown, how long workers get to exit before they are killed.
+  std::chrono::milliseconds shutdown_grace{2000};
+};
+
+/// Runs chunks in `workers` persistent processes forked from a single-threaded fork server.
+///
+/// Construct it early, before the program starts other threads (like Python's forkserver): the fork
+/// server is forked from the constructing thread, and every worker, including each replacement, is
+/// forked from the fork server, so workers share the program's code (Worker::process is reached through
+/// a plain function pointer) but none of the state of threads started later. Construct it from a thread
+/// that lives as long as the pool.
+///
+/// Tasks and results travel through per-worker rings in shared memory; a worker sleeps on a futex when
+/// idle, and wakes the caller through an eventfd that the run's Asio loop watches, so no thread blocks
+/// waiting. A worker's death is seen at once through its pidfd. Each worker maps an array's segment once
+/// and keeps the mapping for later chunks and runs. Workers ignore SIGINT (the caller decides what Ctrl-C
+/// means) and die with the caller. Destruction stops and reaps every process.
+class ProcessPoolExecutor final : public Executor {
+ public:
+  /// Forks the fork server and the workers. Throws InvalidArgument for bad options, SystemError when a
+  /// process cannot be started.
+  explicit ProcessPoolExecutor(ProcessPoolOptions options = {});
+  ~ProcessPoolExecutor() override;
+  ProcessPoolExecutor(const ProcessPoolExecutor&) = delete;
+  ProcessPoolExecutor& operator=(const ProcessPoolExecutor&) = delete;
+
+  [[nodiscard]] std::string_view name() const noexcept override { return "process"; }
+  [[nodiscard]] std::size_t concurrency() const noexcept override;
+  void start_run(const RunContext& context) override;
+  bool try_submit(const ChunkTask& task) override;
+  void stop_run() noexcept override;
+
+  /// The pid of worker `slot` (it changes when the worker is replaced).
+  [[nodiscard]] pid_t worker_pid(std::size_t slot) const;
+  /// The pid of the fork server.
+  [[nodiscard]] pid_t fork_server_pid() const noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mpaio

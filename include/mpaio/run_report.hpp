@@ -1,0 +1,50 @@
+#pragma once
+/// @file run_report.hpp
+/// RunReport: what happened in a run: wall time, one record per chunk, CPU utilisation per core.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "mpaio/range.hpp"
+
+namespace mpaio {
+
+/// One chunk of a run: who ran it, when.
+struct ChunkRecord {
+  std::size_t worker = 0;          ///< index of the worker in the orchestrator's list (and in worker_types)
+  Range range;
+  std::uint32_t slot = 0;          ///< which of the executor's workers ran it
+  pid_t pid = 0;                   ///< the process that ran it
+  std::chrono::nanoseconds start{};  ///< since the start of the run
+  std::chrono::nanoseconds end{};
+  bool failed = false;
+};
+
+/// Utilisation of every core at one moment of a run.
+struct CpuSample {
+  double time_ms = 0;              ///< since the start of the run
+  std::vector<double> percent;     ///< per core, 0..100
+};
+
+/// The account of one run.
+struct RunReport {
+  std::string executor;            ///< the executor's name
+  std::size_t concurrency = 0;     ///< its worker count
+  std::chrono::nanoseconds wall_time{};
+  std::vector<std::string> worker_types;  ///< per worker of the orchestrator
+  std::vector<ChunkRecord> chunks;        ///< in the order the results landed
+  std::vector<CpuSample> cpu;             ///< when monitor_cpu_usage was on
+
+  /// CPU samples as CSV with the header `time_ms,core_0,core_1,...` (pandas reads it as it is).
+  void write_cpu_csv(std::ostream& out) const;
+  /// Chunk records as CSV: `worker,worker_type,start,end,slot,pid,start_ms,end_ms,failed`.
+  void write_chunks_csv(std::ostream& out) const;
+};
+
+}  // namespace mpaio

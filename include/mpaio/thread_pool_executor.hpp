@@ -1,0 +1,58 @@
+#pragma once
+/// @file thread_pool_executor.hpp
+/// ThreadPoolExecutor: runs chunks on a pool of threads in the calling process.
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "mpaio/executor.hpp"
+
+namespace mpaio {
+
+/// Options of a ThreadPoolExecutor.
+struct ThreadPoolOptions {
+  /// Number of threads; 0 means std::thread::hardware_concurrency().
+  std::size_t workers = 0;
+  /// Chunks queued per thread beyond the one it runs.
+  std::size_t queue_depth = 4;
+};
+
+/// Runs chunks on `workers` threads of the calling process. Results are posted to the run's event loop.
+/// No isolation: a crash in `process` takes the program down (use ProcessPoolExecutor for that).
+/// stop_run() waits for the chunks already running, since a thread cannot be stopped from outside.
+class ThreadPoolExecutor final : public Executor {
+ public:
+  explicit ThreadPoolExecutor(ThreadPoolOptions options = {});
+  ~ThreadPoolExecutor() override;
+  ThreadPoolExecutor(const ThreadPoolExecutor&) = delete;
+  ThreadPoolExecutor& operator=(const ThreadPoolExecutor&) = delete;
+
+  [[nodiscard]] std::string_view name() const noexcept override { return "thread"; }
+  [[nodiscard]] std::size_t concurrency() const noexcept override { return threads_.size(); }
+  void start_run(const RunContext& context) override;
+  bool try_submit(const ChunkTask& task) override;
+  void stop_run() noexcept override;
+
+ private:
+  struct RunToken;
+  void thread_main(std::size_t slot);
+
+  std::size_t capacity_ = 0;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable idle_;
+  std::deque<ChunkTask> queue_;
+  std::size_t running_ = 0;
+  std::size_t outstanding_ = 0;  // submitted and not yet reported (loop thread only)
+  bool stopping_ = false;
+  RunContext context_;
+  std::shared_ptr<RunToken> token_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace mpaio

@@ -1,0 +1,179 @@
+// The loop of a worker process: take task records, run chunks, publish result records.
+
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "mpaio/detail/chunk_call.hpp"
+#include "mpaio/detail/mapping.hpp"
+#include "process/fd_passing.hpp"
+#include "process/protocol.hpp"
+
+namespace mpaio::detail {
+
+namespace {
+
+constexpr std::size_t kMaxErrorText = 2048;
+
+class WorkerProcess {
+ public:
+  WorkerProcess(const PoolLayout& layout, std::size_t slot, int socket)
+      : layout_(layout), channel_(layout.channel(slot)), socket_(socket) {}
+
+  [[noreturn]] void run() {
+    auto& h = channel_.header();
+    for (;;) {
+      wait_until([&] { return h.task_head.load(std::memory_order_seq_cst) != task_tail_; });
+      const TaskRecord task = h.tasks[task_tail_ % kTaskSlots];
+      h.task_tail.store(++task_tail_, std::memory_order_release);
+      switch (task.kind) {
+        case TaskKind::chunk: run_chunk(task); break;
+        case TaskKind::bind: bind(); break;
+        case TaskKind::forget: segments_.erase(task.key); break;
+        case TaskKind::stop: ::_exit(0);
+      }
+    }
+  }
+
+ private:
+  struct BoundArray {
+    const std::byte* data = nullptr;
+    std::size_t size = 0;
+    std::vector<std::size_t> shape;
+  };
+
+  /// Spins for the configured time, then sleeps on the eventcount until `ready()` holds.
+  template <class Ready>
+  void wait_until(Ready ready) {
+    if (ready()) return;
+    const std::int64_t spin_until = monotonic_ns() + layout_.worker_spin.count();
+    for (unsigned i = 1;; ++i) {
+      if (ready()) return;
+      cpu_relax();
+      if (i % 64 == 0 && monotonic_ns() >= spin_until) break;
+    }
+    auto& h = channel_.header();
+    for (;;) {
+      const std::uint32_t seq = h.worker_seq.load(std::memory_order_seq_cst);
+      h.worker_sleeping.store(1, std::memory_order_seq_cst);
+      if (ready()) {
+        h.worker_sleeping.store(0, std::memory_order_relaxed);
+        return;
+      }
+      futex_wait(&h.worker_seq, seq);
+      if (ready()) return;
+    }
+  }
+
+  void bind() {
+    BindMessage msg{};
+    std::vector<UniqueFd> fds;
+    const std::size_t n = receive_message(socket_, {reinterpret_cast<std::byte*>(&msg), sizeof msg}, fds);
+    if (n != sizeof msg || msg.ndim > kMaxDims) ::_exit(70);  // the caller broke the protocol
+    auto it = segments_.find(msg.key);
+    if (it == segments_.end()) {
+      if (fds.empty()) ::_exit(71);
+      it = segments_.emplace(msg.key, Mapping(fds.front().get(), msg.segment_size, false)).first;
+    }
+    if (msg.array >= arrays_.size()) arrays_.resize(msg.array + 1);
+    BoundArray& array = arrays_[msg.array];
+    array.data = it->second.data() + msg.offset;
+    array.shape.assign(msg.shape, msg.shape + msg.ndim);
+    array.size = 1;
+    for (std::size_t extent : array.shape) array.size *= extent;
+  }
+
+  void run_chunk(const TaskRecord& task) {
+    if (task.array >= arrays_.size() || task.start > task.end || task.end > arrays_[task.array].size) {
+      const std::int64_t now = monotonic_ns();
+      publish_error(task.chunk_id, now, now, "mpaio::InvalidArgument",
+                    fmt::format("chunk [{}, {}) of array {} is outside the bound arrays", task.start, task.end,
+                                task.array));
+      return;
+    }
+    const BoundArray& array = arrays_[task.array];
+    out_.clear();
+    const ChunkCall call{array.data, array.shape, Range{task.start, task.end}, &out_};
+    const ChunkExecution done = execute_chunk(reinterpret_cast<ChunkFn>(task.fn), call);
+    if (done.failed) {
+      publish_error(task.chunk_id, done.start_ns, done.end_ns, done.error_type, done.error_message);
+    } else if (out_.size() > layout_.max_result_bytes) {
+      publish_error(task.chunk_id, done.start_ns, done.end_ns, "mpaio::ResultTooLarge",
+                    fmt::format("the encoded result is {} bytes, over the limit of {} bytes "
+                                "(ProcessPoolOptions::max_result_bytes)",
+                                out_.size(), layout_.max_result_bytes));
+    } else {
+      publish(ResultKind::ok, task.chunk_id, done.start_ns, done.end_ns, {}, out_);
+    }
+  }
+
+  void publish_error(std::uint64_t id, std::int64_t start, std::int64_t end, std::string_view type,
+                     std::string_view message) {
+    type = type.substr(0, kMaxErrorText);
+    message = message.substr(0, kMaxErrorText);
+    error_text_.assign(type);
+    error_text_.append(message);
+    publish(ResultKind::error, id, start, end, type,
+            {reinterpret_cast<const std::byte*>(error_text_.data()), error_text_.size()});
+  }
+
+  void publish(ResultKind kind, std::uint64_t id, std::int64_t start, std::int64_t end, std::string_view type,
+               std::span<const std::byte> payload) {
+    auto& h = channel_.header();
+    const std::size_t cap = channel_.capacity();
+    const std::size_t record = align_up(sizeof(ResultHeader) + payload.size(), 8);
+    std::size_t offset = result_head_ % cap;
+    const std::size_t pad = cap - offset < record ? cap - offset : 0;
+    wait_until([&] { return result_head_ + pad + record - h.result_tail.load(std::memory_order_acquire) <= cap; });
+    if (pad != 0) {
+      ResultHeader filler{};
+      filler.size = static_cast<std::uint32_t>(pad);
+      filler.kind = ResultKind::pad;
+      std::memcpy(channel_.ring() + offset, &filler, sizeof(std::uint32_t) * 2);
+      result_head_ += pad;
+      offset = 0;
+    }
+    const ResultHeader header{static_cast<std::uint32_t>(record), kind, id, start, end,
+                              static_cast<std::uint32_t>(payload.size()), static_cast<std::uint32_t>(type.size())};
+    std::memcpy(channel_.ring() + offset, &header, sizeof header);
+    if (!payload.empty()) std::memcpy(channel_.ring() + offset + sizeof header, payload.data(), payload.size());
+    result_head_ += record;
+    h.result_head.store(result_head_, std::memory_order_seq_cst);
+    if (h.parent_armed.exchange(0, std::memory_order_seq_cst) != 0) ::eventfd_write(layout_.eventfd, 1);
+  }
+
+  const PoolLayout& layout_;
+  Channel channel_;
+  int socket_;
+  std::uint64_t task_tail_ = 0;
+  std::uint64_t result_head_ = 0;
+  std::unordered_map<std::uint64_t, Mapping> segments_;
+  std::vector<BoundArray> arrays_;
+  std::vector<std::byte> out_;
+  std::string error_text_;
+};
+
+}  // namespace
+
+void worker_main(const PoolLayout& layout, std::size_t slot, int socket, pid_t fork_server) {
+  // Die with the fork server (which dies with the caller); check it did not die before the arming.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != fork_server) ::_exit(1);
+  const std::string name = fmt::format("mpaio-w{}", slot);
+  ::prctl(PR_SET_NAME, name.c_str());
+  try {
+    WorkerProcess(layout, slot, socket).run();
+  } catch (...) {
+    ::_exit(72);  // a mapping or the socket failed: the caller sees the exit code
+  }
+}
+
+}  // namespace mpaio::detail

@@ -1,0 +1,464 @@
+#include "mpaio/process_pool_executor.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <optional>
+#include <thread>
+#include <unordered_set>
+
+#include <asio/posix/stream_descriptor.hpp>
+#include <fmt/format.h>
+
+#include "mpaio/detail/syscall.hpp"
+#include "mpaio/detail/segment_registry.hpp"
+#include "mpaio/shared_memory.hpp"
+#include "process/fd_passing.hpp"
+#include "process/protocol.hpp"
+
+namespace mpaio {
+
+namespace {
+
+using detail::Channel;
+using detail::TaskKind;
+using detail::TaskRecord;
+using detail::UniqueFd;
+
+constexpr int kForkServerTimeoutMs = 10'000;
+
+/// How a worker ended, in words: "killed by signal 9 (Killed)" or "exited with code 42".
+std::string describe_exit(int code, int signal) {
+  if (signal != 0) {
+    const char* text = ::sigdescr_np(signal);
+    return fmt::format("killed by signal {} ({})", signal, text != nullptr ? text : "unknown");
+  }
+  return fmt::format("exited with code {}", code);
+}
+
+bool readable_now(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;
+}
+
+}  // namespace
+
+struct ProcessPoolExecutor::Impl {
+  struct Slot {
+    Channel channel;
+    pid_t pid = 0;
+    UniqueFd pidfd;
+    UniqueFd socket;
+    std::uint64_t task_head = 0;
+    std::uint64_t result_tail = 0;
+    std::deque<ChunkTask> in_flight;       // in submission order; the front one is running
+    std::unordered_set<std::uint64_t> segments;  // segment keys this worker has mapped
+    bool alive = false;
+  };
+
+  /// The run's watchers; shared with pending handlers so that they outlive a stopped run.
+  struct Watch {
+    explicit Watch(const asio::any_io_executor& loop) : wake(loop) {}
+    bool active = true;
+    asio::posix::stream_descriptor wake;
+    std::vector<std::unique_ptr<asio::posix::stream_descriptor>> deaths;
+  };
+
+  ProcessPoolOptions options;
+  std::size_t depth = 0;  // chunks a worker holds: the running one plus the queue
+  detail::PoolLayout layout;
+  std::optional<SharedMemory> channels;
+  UniqueFd eventfd;
+  pid_t fork_server = -1;
+  UniqueFd fork_socket;
+  std::vector<Slot> slots;
+  std::size_t next_slot = 0;
+
+  RunContext context;
+  std::shared_ptr<Watch> watch;
+  std::deque<ChunkTask> orphans;  // queued on a worker that died before running them
+
+  explicit Impl(ProcessPoolOptions opts) : options(opts) {
+    const std::size_t n = options.workers != 0 ? options.workers : std::max(1U, std::thread::hardware_concurrency());
+    if (options.queue_depth == 0 || options.queue_depth > 32) {
+      throw InvalidArgument(fmt::format("ProcessPoolExecutor: queue_depth must be 1..32, got {}", options.queue_depth));
+    }
+    if (options.max_result_bytes == 0 || options.max_result_bytes > (std::size_t{1} << 30)) {
+      throw InvalidArgument(
+          fmt::format("ProcessPoolExecutor: max_result_bytes must be 1..2^30, got {}", options.max_result_bytes));
+    }
+    depth = options.queue_depth + 1;
+    layout.ring_capacity = detail::align_up(2 * (options.max_result_bytes + 8192), 4096);
+    layout.slot_bytes = Channel::footprint(layout.ring_capacity);
+    layout.slots = n;
+    layout.max_result_bytes = options.max_result_bytes;
+    layout.worker_spin = options.worker_spin;
+    layout.shutdown_grace = options.shutdown_grace;
+    channels.emplace(SharedMemory::create(layout.slot_bytes * n));
+    layout.channels = channels->data();
+    eventfd = UniqueFd(detail::sys("eventfd", [] { return ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }));
+    layout.eventfd = eventfd.get();
+    start_fork_server();
+    slots.resize(n);
+    try {
+      for (std::size_t i = 0; i < n; ++i) spawn(i);
+    } catch (...) {
+      shutdown();
+      throw;
+    }
+  }
+
+  ~Impl() { shutdown(); }
+
+  void start_fork_server() {
+    int pair[2];
+    detail::sys("socketpair", [&] { return ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair); });
+    UniqueFd ours(pair[0]);
+    UniqueFd theirs(pair[1]);
+    const pid_t pid = detail::sys("fork", [] { return ::fork(); }, "role", "fork server");
+    if (pid == 0) detail::fork_server_main(layout, theirs.get());
+    fork_server = pid;
+    fork_socket = std::move(ours);
+  }
+
+  /// Asks the fork server for a new worker in `slot`.
+  void spawn(std::size_t index) {
+    Slot& slot = slots[index];
+    slot.channel = layout.channel(index);
+    slot.channel.reset();
+    slot.task_head = 0;
+    slot.result_tail = 0;
+    slot.segments.clear();
+    const detail::ForkRequest request{detail::ForkRequest::Op::spawn, static_cast<std::uint32_t>(index)};
+    detail::send_message(fork_socket.get(), {reinterpret_cast<const std::byte*>(&request), sizeof request});
+    detail::ForkReply reply{};
+    std::vector<UniqueFd> fds;
+    const std::size_t n = detail::receive_message(
+        fork_socket.get(), {reinterpret_cast<std::byte*>(&reply), sizeof reply}, fds, kForkServerTimeoutMs);
+    if (n != sizeof reply) {
+      throw SystemError(detail::describe_call("spawn worker", "slot", index), EPIPE, "the fork server is gone");
+    }
+    if (reply.error != 0 || fds.size() != 2) {
+      throw SystemError(detail::describe_call("fork", "role", "worker", "slot", index), reply.error);
+    }
+    slot.pid = reply.pid;
+    slot.pidfd = std::move(fds[0]);
+    slot.socket = std::move(fds[1]);
+    slot.alive = true;
+  }
+
+  void shutdown() noexcept {
+    if (fork_server <= 0) return;
+    for (Slot& slot : slots) {
+      if (!slot.alive) continue;
+      const auto& h = slot.channel.header();
+      if (slot.task_head - h.task_tail.load(std::memory_order_acquire) < detail::kTaskSlots) {
+        push(slot, TaskRecord{TaskKind::stop, 0, 0, 0, 0, 0, 0, {}});
+      }
+    }
+    const detail::ForkRequest request{detail::ForkRequest::Op::shutdown, 0};
+    try {
+      detail::send_message(fork_socket.get(), {reinterpret_cast<const std::byte*>(&request), sizeof request});
+    } catch (...) {
+      fork_socket.reset();  // the fork server then sees end of stream and kills its workers at once
+    }
+    while (::waitpid(fork_server, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    fork_server = -1;
+    for (Slot& slot : slots) slot.alive = false;
+  }
+
+  void push(Slot& slot, const TaskRecord& record) {
+    auto& h = slot.channel.header();
+    h.tasks[slot.task_head % detail::kTaskSlots] = record;
+    h.task_head.store(++slot.task_head, std::memory_order_seq_cst);
+    slot.channel.wake_worker();
+  }
+
+  /// Pushes a control record, waiting briefly for the worker to make room (it consumes them at once).
+  void push_control(std::size_t index, const TaskRecord& record) {
+    Slot& slot = slots[index];
+    const auto& h = slot.channel.header();
+    const std::int64_t deadline = detail::monotonic_ns() + 5'000'000'000;
+    while (slot.task_head - h.task_tail.load(std::memory_order_acquire) >= detail::kTaskSlots) {
+      if (detail::monotonic_ns() > deadline || readable_now(slot.pidfd.get())) {
+        throw SystemError(detail::describe_call("bind arrays", "worker", index, "pid", slot.pid), EBUSY,
+                          "the worker does not take control records");
+      }
+      slot.channel.wake_worker();
+      std::this_thread::yield();
+    }
+    push(slot, record);
+  }
+
+  /// Sends run array `i` to worker `index`, with the segment's descriptor if it has not mapped it yet.
+  void bind(std::size_t index, std::uint32_t i) {
+    Slot& slot = slots[index];
+    const RunArray& array = context.arrays[i];
+    detail::BindMessage msg{};
+    msg.array = i;
+    msg.ndim = static_cast<std::uint32_t>(array.meta.shape.size());
+    msg.key = array.segment_key;
+    msg.offset = array.meta.offset;
+    msg.segment_size = array.segment_size;
+    msg.nbytes = array.meta.nbytes();
+    std::copy(array.meta.shape.begin(), array.meta.shape.end(), msg.shape);
+    const bool send_fd = slot.segments.insert(array.segment_key).second;
+    const int fd = array.segment_fd;
+    detail::send_message(slot.socket.get(), {reinterpret_cast<const std::byte*>(&msg), sizeof msg},
+                         send_fd ? std::span<const int>(&fd, 1) : std::span<const int>{});
+    push_control(index, TaskRecord{TaskKind::bind, i, 0, 0, 0, 0, 0, {}});
+  }
+
+  /// Prepares worker `index` for the run: forgets segments this process no longer has, binds arrays.
+  void prepare(std::size_t index) {
+    Slot& slot = slots[index];
+    for (auto it = slot.segments.begin(); it != slot.segments.end();) {
+      if (detail::segment_alive(*it)) {
+        ++it;
+        continue;
+      }
+      push_control(index, TaskRecord{TaskKind::forget, 0, 0, 0, 0, 0, *it, {}});
+      it = slot.segments.erase(it);
+    }
+    for (std::uint32_t i = 0; i < context.arrays.size(); ++i) bind(index, i);
+  }
+
+  /// Waits (briefly: the fork server reaps at once) for the exit report of the worker in `index`.
+  std::string await_exit_report(std::size_t index) {
+    Slot& slot = slots[index];
+    auto& h = slot.channel.header();
+    const std::int64_t deadline = detail::monotonic_ns() + 2'000'000'000;
+    while (h.exit_pid.load(std::memory_order_seq_cst) != slot.pid) {
+      if (detail::monotonic_ns() > deadline) return "died (no exit status from the fork server)";
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    return describe_exit(h.exit_code, h.exit_signal);
+  }
+
+  void start_run(const RunContext& ctx) {
+    if (fork_server <= 0) throw Error("ProcessPoolExecutor: the pool has been shut down");
+    context = ctx;
+    orphans.clear();
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      if (!slots[i].alive || readable_now(slots[i].pidfd.get())) {  // died between runs
+        if (slots[i].alive) (void)await_exit_report(i);
+        spawn(i);
+      }
+      slots[i].in_flight.clear();
+      prepare(i);
+    }
+    uint64_t drained = 0;
+    (void)::read(eventfd.get(), &drained, sizeof drained);  // stale wake-ups from between runs
+    watch = std::make_shared<Watch>(ctx.loop);
+    watch->wake.assign(detail::dup_fd(eventfd.get()).release());
+    for (std::size_t i = 0; i < slots.size(); ++i) watch_death(i);
+    for (Slot& slot : slots) slot.channel.header().parent_armed.store(1, std::memory_order_seq_cst);
+    wait_for_results();
+  }
+
+  void watch_death(std::size_t index) {
+    auto death = std::make_unique<asio::posix::stream_descriptor>(context.loop, detail::dup_fd(slots[index].pidfd.get()).release());
+    death->async_wait(asio::posix::stream_descriptor::wait_read,
+                      [this, w = watch, index, pid = slots[index].pid](const std::error_code& ec) {
+                        if (ec || !w->active || slots[index].pid != pid) return;
+                        on_worker_death(index);
+                      });
+    if (watch->deaths.size() <= index) watch->deaths.resize(index + 1);
+    watch->deaths[index] = std::move(death);
+  }
+
+  void wait_for_results() {
+    watch->wake.async_wait(asio::posix::stream_descriptor::wait_read, [this, w = watch](const std::error_code& ec) {
+      if (ec || !w->active) return;
+      uint64_t count = 0;
+      (void)::read(eventfd.get(), &count, sizeof count);
+      collect();
+      if (w->active) wait_for_results();
+    });
+  }
+
+  /// Delivers every result that has landed; arms the workers' wake-ups once there is nothing left.
+  void collect() {
+    for (;;) {
+      for (std::size_t i = 0; i < slots.size() && watch && watch->active; ++i) drain(i);
+      if (!watch || !watch->active) return;
+      for (Slot& slot : slots) slot.channel.header().parent_armed.store(1, std::memory_order_seq_cst);
+      bool pending = false;
+      for (Slot& slot : slots) {
+        pending = pending || slot.channel.header().result_head.load(std::memory_order_seq_cst) != slot.result_tail;
+      }
+      if (!pending) return;
+    }
+  }
+
+  /// Reads the result records of worker `index` and reports them.
+  void drain(std::size_t index) {
+    Slot& slot = slots[index];
+    auto& h = slot.channel.header();
+    const std::uint64_t head = h.result_head.load(std::memory_order_acquire);
+    if (head == slot.result_tail) return;
+    const std::size_t cap = slot.channel.capacity();
+    while (slot.result_tail != head && watch && watch->active) {
+      const std::size_t offset = slot.result_tail % cap;
+      detail::ResultHeader rec{};
+      std::memcpy(&rec, slot.channel.ring() + offset, sizeof(std::uint32_t) * 2);
+      if (rec.kind == detail::ResultKind::pad && rec.size == cap - offset) {
+        slot.result_tail += rec.size;
+        continue;
+      }
+      std::memcpy(&rec, slot.channel.ring() + offset, sizeof rec);
+      const bool sane = rec.size >= sizeof rec && rec.size <= cap - offset && rec.size % 8 == 0 &&
+                        rec.payload <= rec.size - sizeof rec && rec.type_len <= rec.payload &&
+                        !slot.in_flight.empty() && slot.in_flight.front().id == rec.chunk_id &&
+                        (rec.kind == detail::ResultKind::ok || rec.kind == detail::ResultKind::error);
+      if (!sane) {  // a worker that scribbled over its channel is not trusted further
+        ::syscall(SYS_pidfd_send_signal, slot.pidfd.get(), SIGKILL, nullptr, 0);
+        break;
+      }
+      const ChunkTask task = slot.in_flight.front();
+      slot.in_flight.pop_front();
+      const auto* payload = slot.channel.ring() + offset + sizeof rec;
+      ChunkOutcome outcome;
+      outcome.id = task.id;
+      outcome.start_ns = rec.start_ns;
+      outcome.end_ns = rec.end_ns;
+      outcome.slot = static_cast<std::uint32_t>(index);
+      outcome.pid = slot.pid;
+      if (rec.kind == detail::ResultKind::ok) {
+        outcome.result = {payload, rec.payload};
+      } else {
+        outcome.failure = ChunkFailure::exception;
+        outcome.error_type = {reinterpret_cast<const char*>(payload), rec.type_len};
+        outcome.error_message = {reinterpret_cast<const char*>(payload) + rec.type_len, rec.payload - rec.type_len};
+      }
+      context.sink->on_chunk_done(outcome);
+      slot.result_tail += rec.size;
+      h.result_tail.store(slot.result_tail, std::memory_order_release);
+    }
+    h.result_tail.store(slot.result_tail, std::memory_order_seq_cst);
+    slot.channel.wake_worker();  // it may wait for ring space
+  }
+
+  /// A worker died: keep what it finished, fail the chunk it was running, hand its queue to others.
+  void on_worker_death(std::size_t index) {
+    Slot& slot = slots[index];
+    const pid_t dead = slot.pid;
+    const std::string cause = await_exit_report(index);
+    drain(index);  // results it published before dying are good
+    if (!watch || !watch->active) return;
+    std::deque<ChunkTask> lost = std::exchange(slot.in_flight, {});
+    slot.alive = false;
+    std::string respawn_error;
+    try {
+      spawn(index);
+      prepare(index);
+      watch_death(index);
+    } catch (const std::exception& e) {
+      slot.alive = false;
+      respawn_error = e.what();
+    }
+    if (!lost.empty()) {
+      const ChunkTask running = lost.front();
+      lost.pop_front();
+      orphans.insert(orphans.end(), lost.begin(), lost.end());
+      report_crash(running, index, dead, cause);
+    }
+    if (!watch || !watch->active) return;
+    if (std::none_of(slots.begin(), slots.end(), [](const Slot& s) { return s.alive; })) {
+      // Nothing can run the rest: fail it rather than wait forever.
+      const std::string why = "no worker process left: " + respawn_error;
+      while (!orphans.empty() && watch && watch->active) {
+        const ChunkTask task = orphans.front();
+        orphans.pop_front();
+        report_crash(task, index, dead, why);
+      }
+      return;
+    }
+    place_orphans();
+  }
+
+  void report_crash(const ChunkTask& task, std::size_t index, pid_t pid, const std::string& cause) {
+    ChunkOutcome outcome;
+    outcome.id = task.id;
+    outcome.slot = static_cast<std::uint32_t>(index);
+    outcome.pid = pid;
+    outcome.failure = ChunkFailure::crash;
+    outcome.error_message = cause;
+    context.sink->on_chunk_done(outcome);
+  }
+
+  Slot* pick_slot() {
+    Slot* best = nullptr;
+    for (std::size_t k = 0; k < slots.size(); ++k) {
+      Slot& s = slots[(next_slot + k) % slots.size()];
+      if (!s.alive || s.in_flight.size() >= depth) continue;
+      if (best == nullptr || s.in_flight.size() < best->in_flight.size()) best = &s;
+    }
+    if (best != nullptr) next_slot = static_cast<std::size_t>(best - slots.data() + 1) % slots.size();
+    return best;
+  }
+
+  bool place(const ChunkTask& task) {
+    Slot* slot = pick_slot();
+    if (slot == nullptr) return false;
+    slot->in_flight.push_back(task);
+    push(*slot, TaskRecord{TaskKind::chunk, task.array, task.id, reinterpret_cast<std::uint64_t>(task.fn),
+                           task.range.start, task.range.end, 0, {}});
+    return true;
+  }
+
+  void place_orphans() {
+    while (!orphans.empty() && place(orphans.front())) orphans.pop_front();
+  }
+
+  bool try_submit(const ChunkTask& task) {
+    if (std::none_of(slots.begin(), slots.end(), [](const Slot& s) { return s.alive; })) {
+      throw Error("ProcessPoolExecutor: no worker process is left to run chunks (restarting them failed)");
+    }
+    place_orphans();
+    if (!orphans.empty()) return false;
+    return place(task);
+  }
+
+  void stop_run() noexcept {
+    if (watch) {
+      watch->active = false;
+      std::error_code ignored;
+      watch->wake.cancel(ignored);
+      for (auto& d : watch->deaths) {
+        if (d) d->cancel(ignored);
+      }
+      watch.reset();
+    }
+    // Chunks still queued or running belong to an abandoned run: replace those workers so that no stale
+    // result reaches the next run.
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      Slot& slot = slots[i];
+      if (slot.in_flight.empty() || !slot.alive) continue;
+      ::syscall(SYS_pidfd_send_signal, slot.pidfd.get(), SIGKILL, nullptr, 0);
+      slot.in_flight.clear();
+      (void)await_exit_report(i);
+      slot.alive = false;
+    }
+    orphans.clear();
+  }
+};
+
+ProcessPoolExecutor::ProcessPoolExecutor(ProcessPoolOptions options) : impl_(std::make_unique<Impl>(options)) {}
+ProcessPoolExecutor::~ProcessPoolExecutor() = default;
+std::size_t ProcessPoolExecutor::concurrency() const noexcept { return impl_->slots.size(); }
+void ProcessPoolExecutor::start_run(const RunContext& context) { impl_->start_run(context); }
+bool ProcessPoolExecutor::try_submit(const ChunkTask& task) { return impl_->try_submit(task); }
+void ProcessPoolExecutor::stop_run() noexcept { impl_->stop_run(); }
+pid_t ProcessPoolExecutor::worker_pid(std::size_t slot) const { return impl_->slots.at(slot).pid; }
+pid_t ProcessPoolExecutor::fork_server_pid() const noexcept { return impl_->fork_server; }
+
+}  // namespace mpaio

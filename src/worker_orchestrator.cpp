@@ -1,0 +1,269 @@
+#include "mpaio/worker_orchestrator.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <memory>
+#include <optional>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+#include <fmt/format.h>
+
+#include "mpaio/cpu_monitor.hpp"
+#include "mpaio/detail/segment_registry.hpp"
+#include "mpaio/detail/unique_fd.hpp"
+#include "mpaio/error.hpp"
+#include "mpaio/shared_memory.hpp"
+
+namespace mpaio {
+
+namespace {
+constexpr std::size_t kMaxDims = 32;  // what a worker process accepts
+
+/// Samples per-core CPU utilisation until stopped; shared with its coroutine.
+struct CpuSampler {
+  CpuSampler(const asio::any_io_executor& loop, std::chrono::milliseconds interval, std::int64_t origin_ns)
+      : timer(loop), interval(interval), origin_ns(origin_ns), last(read_cpu_times()) {}
+
+  void sample() {
+    auto now = read_cpu_times();
+    samples.push_back({static_cast<double>(detail::monotonic_ns() - origin_ns) / 1e6, cpu_utilisation(last, now)});
+    last = std::move(now);
+  }
+
+  asio::steady_timer timer;
+  std::chrono::milliseconds interval;
+  std::int64_t origin_ns;
+  std::vector<CpuTimes> last;
+  std::vector<CpuSample> samples;
+  bool stopped = false;
+};
+
+asio::awaitable<void> sample_cpu(std::shared_ptr<CpuSampler> sampler) {
+  while (!sampler->stopped) {
+    sampler->timer.expires_after(sampler->interval);
+    std::error_code ec;
+    co_await sampler->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (sampler->stopped) break;
+    sampler->sample();
+  }
+}
+}  // namespace
+
+/// The state of one run; receives the executor's reports.
+class WorkerOrchestrator::Run final : public RunSink {
+ public:
+  Run(WorkerOrchestrator& owner, const asio::any_io_executor& loop) : owner_(owner), done_(loop) {
+    done_.expires_at(asio::steady_timer::time_point::max());
+  }
+
+  /// Resolves and checks every worker's array before anything is dispatched.
+  void prepare() {
+    offsets_.push_back(0);
+    for (WorkerBase* worker : owner_.workers_) {
+      if (worker == nullptr) throw InvalidArgument("WorkerOrchestrator: a worker pointer is null");
+      report_.worker_types.push_back(worker->type_name());
+      array_of_.push_back(resolve(*worker));
+      offsets_.push_back(offsets_.back() + worker->chunks().size());
+    }
+    total_ = offsets_.back();
+    report_.executor = std::string(owner_.executor_.name());
+    report_.concurrency = owner_.executor_.concurrency();
+  }
+
+  [[nodiscard]] std::size_t total() const noexcept { return total_; }
+  [[nodiscard]] std::span<const RunArray> arrays() const noexcept { return arrays_; }
+  [[nodiscard]] bool finished() const noexcept { return stopping_ ? in_flight_ == 0 : completed_ == total_; }
+  asio::steady_timer& done_signal() noexcept { return done_; }
+
+  void start(std::int64_t origin_ns) { origin_ns_ = origin_ns; }
+
+  /// Submits chunks while the executor takes them.
+  void pump() {
+    try {
+      while (!stopping_ && next_ < total_) {
+        if (!owner_.executor_.try_submit(task_for(next_))) break;
+        ++next_;
+        ++in_flight_;
+      }
+    } catch (...) {
+      fail(std::current_exception());
+    }
+    if (finished()) done_.cancel();
+  }
+
+  void on_chunk_done(const ChunkOutcome& outcome) noexcept override {
+    --in_flight_;
+    ++completed_;
+    const std::size_t w = worker_of(outcome.id);
+    const Range range = owner_.workers_[w]->chunks()[outcome.id - offsets_[w]];
+    try {
+      report_.chunks.push_back({w, range, outcome.slot, outcome.pid,
+                                std::chrono::nanoseconds(std::max<std::int64_t>(0, outcome.start_ns - origin_ns_)),
+                                std::chrono::nanoseconds(std::max<std::int64_t>(0, outcome.end_ns - origin_ns_)),
+                                outcome.failure != ChunkFailure::none});
+      switch (outcome.failure) {
+        case ChunkFailure::none:
+          if (!stopping_) owner_.workers_[w]->deliver(outcome.result, range);
+          break;
+        case ChunkFailure::exception:
+          throw ChunkError(report_.worker_types[w], range, outcome.slot, outcome.pid, std::string(outcome.error_type),
+                           std::string(outcome.error_message));
+        case ChunkFailure::crash:
+          throw WorkerCrashed(report_.worker_types[w], range, outcome.slot, outcome.pid, "worker process crashed",
+                              std::string(outcome.error_message));
+      }
+    } catch (...) {
+      fail(std::current_exception());
+    }
+    pump();
+  }
+
+  /// Stops dispatching; the first error is the one the run reports.
+  void fail(std::exception_ptr error) noexcept {
+    if (!error_) error_ = std::move(error);
+    stopping_ = true;
+  }
+
+  RunReport finish(std::int64_t end_ns) {
+    report_.wall_time = std::chrono::nanoseconds(end_ns - origin_ns_);
+    if (error_) std::rethrow_exception(error_);
+    return std::move(report_);
+  }
+
+  RunReport& report() noexcept { return report_; }
+
+ private:
+  std::uint32_t resolve(const WorkerBase& worker) {
+    const ArrayMeta& meta = worker.chunks().meta();
+    const std::string type = worker.type_name();
+    auto fail_with = [&](const std::string& why) {
+      return InvalidArgument(fmt::format("{}: array {}: {}", type, meta.shm_name, why));
+    };
+    try {
+      meta.check_dtype(worker.element_type());
+    } catch (const Error& e) {
+      throw fail_with(e.what());
+    }
+    if (meta.shape.size() > kMaxDims) throw fail_with(fmt::format("{} dimensions, at most {}", meta.shape.size(), kMaxDims));
+    for (std::uint32_t i = 0; i < arrays_.size(); ++i) {
+      if (arrays_[i].meta == meta) return i;
+    }
+    auto segment = detail::find_segment(meta.shm_name);
+    if (!segment) {  // not held by this process: attach it for the duration of the run
+      try {
+        attached_.push_back(SharedMemory::attach(meta.shm_name, Access::read_only));
+      } catch (const Error& e) {
+        throw fail_with(e.what());
+      }
+      segment = detail::find_segment(meta.shm_name);
+    }
+    try {
+      meta.check_fits(segment->size);
+    } catch (const Error& e) {
+      throw fail_with(e.what());
+    }
+    if (meta.offset % meta.dtype.itemsize != 0 && meta.dtype.itemsize <= 16 && meta.offset % 8 != 0) {
+      throw fail_with(fmt::format("offset {} is not aligned for {}", meta.offset, meta.dtype.typestr()));
+    }
+    fds_.push_back(detail::dup_segment_fd(segment->key));
+    arrays_.push_back(RunArray{meta, segment->key, fds_.back().get(), segment->size, segment->base + meta.offset});
+    return static_cast<std::uint32_t>(arrays_.size() - 1);
+  }
+
+  [[nodiscard]] std::size_t worker_of(std::uint64_t id) const noexcept {
+    return static_cast<std::size_t>(std::upper_bound(offsets_.begin(), offsets_.end(), id) - offsets_.begin()) - 1;
+  }
+
+  [[nodiscard]] ChunkTask task_for(std::uint64_t id) const {
+    const std::size_t w = worker_of(id);
+    const WorkerBase& worker = *owner_.workers_[w];
+    return ChunkTask{id, worker.chunk_function(), array_of_[w], worker.chunks()[id - offsets_[w]]};
+  }
+
+  WorkerOrchestrator& owner_;
+  asio::steady_timer done_;
+  std::vector<SharedMemory> attached_;
+  std::vector<detail::UniqueFd> fds_;
+  std::vector<RunArray> arrays_;
+  std::vector<std::uint32_t> array_of_;  // per worker
+  std::vector<std::size_t> offsets_;     // chunk ids of worker w are [offsets_[w], offsets_[w+1])
+  std::size_t total_ = 0;
+  std::size_t next_ = 0;
+  std::size_t in_flight_ = 0;
+  std::size_t completed_ = 0;
+  bool stopping_ = false;
+  std::exception_ptr error_;
+  std::int64_t origin_ns_ = 0;
+  RunReport report_;
+};
+
+WorkerOrchestrator::WorkerOrchestrator(Executor& executor, std::vector<WorkerBase*> workers,
+                                       OrchestratorOptions options)
+    : executor_(executor), workers_(std::move(workers)), options_(options) {
+  if (options_.cpu_sample_interval.count() <= 0) {
+    throw InvalidArgument("WorkerOrchestrator: cpu_sample_interval must be positive");
+  }
+}
+
+asio::awaitable<RunReport> WorkerOrchestrator::run() {
+  const auto loop = co_await asio::this_coro::executor;
+  Run run(*this, loop);
+  run.prepare();
+  const std::int64_t origin = detail::monotonic_ns();
+  run.start(origin);
+  if (run.total() == 0) co_return run.finish(origin);
+
+  std::shared_ptr<CpuSampler> sampler;
+  if (options_.monitor_cpu_usage) {
+    sampler = std::make_shared<CpuSampler>(loop, options_.cpu_sample_interval, origin);
+    asio::co_spawn(loop, sample_cpu(sampler), asio::detached);
+  }
+  executor_.start_run(RunContext{loop, &run, run.arrays()});
+  struct StopOnExit {  // also when the coroutine is destroyed while suspended
+    Executor& executor;
+    std::shared_ptr<CpuSampler> sampler;
+    ~StopOnExit() {
+      executor.stop_run();
+      if (sampler) {
+        sampler->stopped = true;
+        sampler->timer.cancel();
+      }
+    }
+  } stop_on_exit{executor_, sampler};
+
+  run.pump();
+  while (!run.finished()) {
+    std::error_code ec;
+    co_await run.done_signal().async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  const std::int64_t end = detail::monotonic_ns();
+  if (sampler) {
+    sampler->sample();
+    run.report().cpu = std::move(sampler->samples);
+  }
+  co_return run.finish(end);
+}
+
+RunReport WorkerOrchestrator::run_blocking() {
+  asio::io_context io;
+  std::optional<RunReport> report;
+  std::exception_ptr error;
+  asio::co_spawn(io, run(), [&](std::exception_ptr e, RunReport r) {
+    if (e) {
+      error = e;
+    } else {
+      report = std::move(r);
+    }
+  });
+  io.run();
+  if (error) std::rethrow_exception(error);
+  return std::move(*report);
+}
+
+}  // namespace mpaio
