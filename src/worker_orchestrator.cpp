@@ -31,6 +31,7 @@ struct CpuSampler {
       : timer(loop), interval(interval), origin_ns(origin_ns), last(read_cpu_times()) {}
 
   void sample() {
+    last_ns = detail::monotonic_ns();
     auto now = read_cpu_times();
     samples.push_back({static_cast<double>(detail::monotonic_ns() - origin_ns) / 1e6, cpu_utilisation(last, now)});
     last = std::move(now);
@@ -41,6 +42,7 @@ struct CpuSampler {
   std::int64_t origin_ns;
   std::vector<CpuTimes> last;
   std::vector<CpuSample> samples;
+  std::int64_t last_ns = 0;
   bool stopped = false;
 };
 
@@ -244,7 +246,8 @@ asio::awaitable<RunReport> WorkerOrchestrator::run() {
   }
   const std::int64_t end = detail::monotonic_ns();
   if (sampler) {
-    sampler->sample();
+    // A last sample for the tail of the run, unless it would cover less than /proc/stat's 10 ms tick.
+    if (end - std::max(sampler->last_ns, origin) >= 10'000'000) sampler->sample();
     run.report().cpu = std::move(sampler->samples);
   }
   co_return run.finish(end);
