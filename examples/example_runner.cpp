@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    if (s.workers == 0) s.workers = std::max(1U, std::thread::hardware_concurrency());
+    if (s.workers == 0) s.workers = mpaio::default_worker_count();
     if (s.partitions == 0) s.partitions = s.workers;
     // The pool first: it forks its fork server before the program grows (see ProcessPoolExecutor).
     std::unique_ptr<mpaio::Executor> executor = make_executor(s);

@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include <asio/posix/stream_descriptor.hpp>
+#include <asio/steady_timer.hpp>
 #include <fmt/format.h>
 
 #include "mpaio/detail/syscall.hpp"
@@ -61,13 +62,17 @@ struct ProcessPoolExecutor::Impl {
     std::deque<ChunkTask> in_flight;       // in submission order; the front one is running
     std::unordered_set<std::uint64_t> segments;  // segment keys this worker has mapped
     bool alive = false;
+    std::uint64_t timed_out = 0;    // id + 1 of the chunk it was stopped for, 0 if none
+    std::int64_t stop_sent_ns = 0;  // when it got SIGTERM for that chunk
+    bool killed = false;            // whether it got SIGKILL after the grace period
   };
 
   /// The run's watchers; shared with pending handlers so that they outlive a stopped run.
   struct Watch {
-    explicit Watch(const asio::any_io_executor& loop) : wake(loop) {}
+    explicit Watch(const asio::any_io_executor& loop) : wake(loop), tick(loop) {}
     bool active = true;
     asio::posix::stream_descriptor wake;
+    asio::steady_timer tick;  // checks chunk timeouts
     std::vector<std::unique_ptr<asio::posix::stream_descriptor>> deaths;
   };
 
@@ -86,7 +91,8 @@ struct ProcessPoolExecutor::Impl {
   std::deque<ChunkTask> orphans;  // queued on a worker that died before running them
 
   explicit Impl(ProcessPoolOptions opts) : options(opts) {
-    const std::size_t n = options.workers != 0 ? options.workers : std::max(1U, std::thread::hardware_concurrency());
+    const std::size_t n = options.workers;
+    if (n == 0) throw InvalidArgument("ProcessPoolExecutor: workers must be at least 1, got 0");
     if (options.queue_depth == 0 || options.queue_depth > 32) {
       throw InvalidArgument(fmt::format("ProcessPoolExecutor: queue_depth must be 1..32, got {}", options.queue_depth));
     }
@@ -136,6 +142,9 @@ struct ProcessPoolExecutor::Impl {
     slot.task_head = 0;
     slot.result_tail = 0;
     slot.segments.clear();
+    slot.timed_out = 0;
+    slot.stop_sent_ns = 0;
+    slot.killed = false;
     const detail::ForkRequest request{detail::ForkRequest::Op::spawn, static_cast<std::uint32_t>(index)};
     detail::send_message(fork_socket.get(), {reinterpret_cast<const std::byte*>(&request), sizeof request});
     detail::ForkReply reply{};
@@ -262,6 +271,42 @@ struct ProcessPoolExecutor::Impl {
     for (std::size_t i = 0; i < slots.size(); ++i) watch_death(i);
     for (Slot& slot : slots) slot.channel.header().parent_armed.store(1, std::memory_order_seq_cst);
     wait_for_results();
+    if (context.chunk_timeout.count() > 0) watch_timeouts();
+  }
+
+  void watch_timeouts() {
+    const auto period = std::clamp(context.chunk_timeout / 4, std::chrono::milliseconds(1), std::chrono::milliseconds(100));
+    watch->tick.expires_after(period);
+    watch->tick.async_wait([this, w = watch](const std::error_code& ec) {
+      if (ec || !w->active) return;
+      check_timeouts();
+      watch_timeouts();
+    });
+  }
+
+  /// Sends SIGTERM to a worker whose chunk runs past the timeout, and SIGKILL once the grace period is over.
+  void check_timeouts() {
+    const std::int64_t now = detail::monotonic_ns();
+    const std::int64_t timeout = std::chrono::nanoseconds(context.chunk_timeout).count();
+    const std::int64_t grace = std::chrono::nanoseconds(context.timeout_grace).count();
+    for (Slot& slot : slots) {
+      if (!slot.alive) continue;
+      if (slot.stop_sent_ns != 0) {
+        if (!slot.killed && now - slot.stop_sent_ns >= grace) {
+          ::syscall(SYS_pidfd_send_signal, slot.pidfd.get(), SIGKILL, nullptr, 0);
+          slot.killed = true;
+        }
+        continue;
+      }
+      const auto& h = slot.channel.header();
+      const std::uint64_t running = h.running.load(std::memory_order_acquire);
+      const std::int64_t since = h.running_since_ns.load(std::memory_order_relaxed);
+      if (running == 0 || h.running.load(std::memory_order_acquire) != running) continue;  // between chunks
+      if (now - since < timeout) continue;
+      ::syscall(SYS_pidfd_send_signal, slot.pidfd.get(), SIGTERM, nullptr, 0);
+      slot.timed_out = running;
+      slot.stop_sent_ns = now;
+    }
   }
 
   void watch_death(std::size_t index) {
@@ -355,6 +400,7 @@ struct ProcessPoolExecutor::Impl {
     drain(index);  // results it published before dying are good
     if (!watch || !watch->active) return;
     std::deque<ChunkTask> lost = std::exchange(slot.in_flight, {});
+    const std::uint64_t timed_out = slot.timed_out;
     slot.alive = false;
     std::string respawn_error;
     try {
@@ -365,11 +411,20 @@ struct ProcessPoolExecutor::Impl {
       slot.alive = false;
       respawn_error = e.what();
     }
-    if (!lost.empty()) {
+    if (timed_out != 0 && (lost.empty() || lost.front().id + 1 != timed_out)) {
+      // We stopped it for a chunk that finished meanwhile: the rest never ran and is not at fault.
+      orphans.insert(orphans.end(), lost.begin(), lost.end());
+    } else if (!lost.empty()) {
       const ChunkTask running = lost.front();
       lost.pop_front();
       orphans.insert(orphans.end(), lost.begin(), lost.end());
-      report_crash(running, index, dead, cause);
+      if (timed_out != 0) {
+        report_failure(running, index, dead, ChunkFailure::timeout,
+                       fmt::format("ran past the chunk timeout of {} ms; its worker was stopped ({})",
+                                   context.chunk_timeout.count(), cause));
+      } else {
+        report_failure(running, index, dead, ChunkFailure::crash, cause);
+      }
     }
     if (!watch || !watch->active) return;
     if (std::none_of(slots.begin(), slots.end(), [](const Slot& s) { return s.alive; })) {
@@ -378,19 +433,20 @@ struct ProcessPoolExecutor::Impl {
       while (!orphans.empty() && watch && watch->active) {
         const ChunkTask task = orphans.front();
         orphans.pop_front();
-        report_crash(task, index, dead, why);
+        report_failure(task, index, dead, ChunkFailure::crash, why);
       }
       return;
     }
     place_orphans();
   }
 
-  void report_crash(const ChunkTask& task, std::size_t index, pid_t pid, const std::string& cause) {
+  void report_failure(const ChunkTask& task, std::size_t index, pid_t pid, ChunkFailure failure,
+                      const std::string& cause) {
     ChunkOutcome outcome;
     outcome.id = task.id;
     outcome.slot = static_cast<std::uint32_t>(index);
     outcome.pid = pid;
-    outcome.failure = ChunkFailure::crash;
+    outcome.failure = failure;
     outcome.error_message = cause;
     context.sink->on_chunk_done(outcome);
   }
@@ -433,6 +489,7 @@ struct ProcessPoolExecutor::Impl {
       watch->active = false;
       std::error_code ignored;
       watch->wake.cancel(ignored);
+      watch->tick.cancel();
       for (auto& d : watch->deaths) {
         if (d) d->cancel(ignored);
       }

@@ -15,8 +15,9 @@ struct ThreadPoolExecutor::RunToken {
 };
 
 ThreadPoolExecutor::ThreadPoolExecutor(ThreadPoolOptions options) {
-  std::size_t n = options.workers != 0 ? options.workers : std::max(1U, std::thread::hardware_concurrency());
-  if (options.queue_depth == 0) throw InvalidArgument("ThreadPoolExecutor: queue_depth must be at least 1");
+  const std::size_t n = options.workers;
+  if (n == 0) throw InvalidArgument("ThreadPoolExecutor: workers must be at least 1, got 0");
+  if (options.queue_depth == 0) throw InvalidArgument("ThreadPoolExecutor: queue_depth must be at least 1, got 0");
   capacity_ = n * (1 + options.queue_depth);
   threads_.reserve(n);
   for (std::size_t slot = 0; slot < n; ++slot) threads_.emplace_back([this, slot] { thread_main(slot); });

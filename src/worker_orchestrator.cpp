@@ -1,9 +1,11 @@
 #include "mpaio/worker_orchestrator.hpp"
 
 #include <algorithm>
+#include <deque>
 #include <exception>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -85,12 +87,13 @@ class WorkerOrchestrator::Run final : public RunSink {
 
   void start(std::int64_t origin_ns) { origin_ns_ = origin_ns; }
 
-  /// Submits chunks while the executor takes them.
+  /// Submits chunks while the executor takes them: chunks to retry first, then new ones.
   void pump() {
     try {
-      while (!stopping_ && next_ < total_) {
-        if (!owner_.executor_.try_submit(task_for(next_))) break;
-        ++next_;
+      while (!stopping_ && (!retry_.empty() || next_ < total_)) {
+        const bool retry = !retry_.empty();
+        if (!owner_.executor_.try_submit(task_for(retry ? retry_.front() : next_))) break;
+        retry ? retry_.pop_front() : void(++next_);
         ++in_flight_;
       }
     } catch (...) {
@@ -101,7 +104,6 @@ class WorkerOrchestrator::Run final : public RunSink {
 
   void on_chunk_done(const ChunkOutcome& outcome) noexcept override {
     --in_flight_;
-    ++completed_;
     const std::size_t w = worker_of(outcome.id);
     const Range range = owner_.workers_[w]->chunks()[outcome.id - offsets_[w]];
     try {
@@ -109,21 +111,56 @@ class WorkerOrchestrator::Run final : public RunSink {
                                 std::chrono::nanoseconds(std::max<std::int64_t>(0, outcome.start_ns - origin_ns_)),
                                 std::chrono::nanoseconds(std::max<std::int64_t>(0, outcome.end_ns - origin_ns_)),
                                 outcome.failure != ChunkFailure::none});
-      switch (outcome.failure) {
-        case ChunkFailure::none:
-          if (!stopping_) owner_.workers_[w]->deliver(outcome.result, range);
-          break;
-        case ChunkFailure::exception:
-          throw ChunkError(report_.worker_types[w], range, outcome.slot, outcome.pid, std::string(outcome.error_type),
-                           std::string(outcome.error_message));
-        case ChunkFailure::crash:
-          throw WorkerCrashed(report_.worker_types[w], range, outcome.slot, outcome.pid, "worker process crashed",
-                              std::string(outcome.error_message));
+      if (outcome.failure == ChunkFailure::none) {
+        ++completed_;
+        if (!stopping_) owner_.workers_[w]->deliver(outcome.result, range);
+      } else if (unsigned& attempts = attempts_[outcome.id]; attempts < owner_.options_.retries && !stopping_) {
+        ++attempts;
+        retry_.push_back(outcome.id);
+      } else {
+        ++completed_;
+        failed(w, range, error_for(outcome, w, range));
       }
     } catch (...) {
       fail(std::current_exception());
     }
     pump();
+  }
+
+  /// A chunk failed for good: fail the run, or note it and go on.
+  void failed(std::size_t w, Range range, std::exception_ptr error) {
+    if (owner_.options_.on_error == ErrorPolicy::fail_fast) {
+      fail(std::move(error));
+      return;
+    }
+    std::string message;
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      message = e.what();
+    }
+    report_.failures.push_back({w, range, std::move(message), std::move(error)});
+  }
+
+  [[nodiscard]] std::exception_ptr error_for(const ChunkOutcome& o, std::size_t w, Range range) const {
+    const std::string& type = report_.worker_types[w];
+    switch (o.failure) {
+      case ChunkFailure::crash:
+        return std::make_exception_ptr(
+            WorkerCrashed(type, range, o.slot, o.pid, "worker process crashed", std::string(o.error_message)));
+      case ChunkFailure::timeout:
+        return std::make_exception_ptr(
+            ChunkTimeout(type, range, o.slot, o.pid, "chunk timed out", std::string(o.error_message)));
+      default:
+        return std::make_exception_ptr(
+            ChunkError(type, range, o.slot, o.pid, std::string(o.error_type), std::string(o.error_message)));
+    }
+  }
+
+  /// Stops dispatching because the run was cancelled.
+  void cancel() {
+    fail(std::make_exception_ptr(RunCancelled(
+        fmt::format("WorkerOrchestrator::run: cancelled after {} of {} chunks", completed_, total_))));
   }
 
   /// Stops dispatching; the first error is the one the run reports.
@@ -170,9 +207,6 @@ class WorkerOrchestrator::Run final : public RunSink {
     } catch (const Error& e) {
       throw fail_with(e.what());
     }
-    if (meta.offset % meta.dtype.itemsize != 0 && meta.dtype.itemsize <= 16 && meta.offset % 8 != 0) {
-      throw fail_with(fmt::format("offset {} is not aligned for {}", meta.offset, meta.dtype.typestr()));
-    }
     fds_.push_back(detail::dup_segment_fd(segment->key));
     arrays_.push_back(RunArray{meta, segment->key, fds_.back().get(), segment->size, segment->base + meta.offset});
     return static_cast<std::uint32_t>(arrays_.size() - 1);
@@ -198,7 +232,9 @@ class WorkerOrchestrator::Run final : public RunSink {
   std::size_t total_ = 0;
   std::size_t next_ = 0;
   std::size_t in_flight_ = 0;
-  std::size_t completed_ = 0;
+  std::size_t completed_ = 0;                         // chunks done for good (succeeded, or failed finally)
+  std::deque<std::uint64_t> retry_;                   // failed chunks to submit again
+  std::unordered_map<std::uint64_t, unsigned> attempts_;  // retries used, per chunk
   bool stopping_ = false;
   std::exception_ptr error_;
   std::int64_t origin_ns_ = 0;
@@ -210,6 +246,14 @@ WorkerOrchestrator::WorkerOrchestrator(Executor& executor, std::vector<WorkerBas
     : executor_(executor), workers_(std::move(workers)), options_(options) {
   if (options_.cpu_sample_interval.count() <= 0) {
     throw InvalidArgument("WorkerOrchestrator: cpu_sample_interval must be positive");
+  }
+  if (options_.chunk_timeout.count() < 0 || options_.timeout_grace.count() < 0) {
+    throw InvalidArgument("WorkerOrchestrator: chunk_timeout and timeout_grace must not be negative");
+  }
+  if (options_.chunk_timeout.count() > 0 && !executor_.can_stop_chunks()) {
+    throw InvalidArgument(fmt::format("WorkerOrchestrator: chunk_timeout needs an executor that can stop a chunk "
+                                      "(ProcessPoolExecutor); the {} executor cannot",
+                                      executor_.name()));
   }
 }
 
@@ -226,7 +270,7 @@ asio::awaitable<RunReport> WorkerOrchestrator::run() {
     sampler = std::make_shared<CpuSampler>(loop, options_.cpu_sample_interval, origin);
     asio::co_spawn(loop, sample_cpu(sampler), asio::detached);
   }
-  executor_.start_run(RunContext{loop, &run, run.arrays()});
+  executor_.start_run(RunContext{loop, &run, run.arrays(), options_.chunk_timeout, options_.timeout_grace});
   struct StopOnExit {  // also when the coroutine is destroyed while suspended
     Executor& executor;
     std::shared_ptr<CpuSampler> sampler;
@@ -243,6 +287,11 @@ asio::awaitable<RunReport> WorkerOrchestrator::run() {
   while (!run.finished()) {
     std::error_code ec;
     co_await run.done_signal().async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    // The signal only completes early when our caller cancels: stop now, stop_on_exit stops the chunks.
+    if (ec == asio::error::operation_aborted && !run.finished()) {
+      run.cancel();
+      break;
+    }
   }
   const std::int64_t end = detail::monotonic_ns();
   if (sampler) {

@@ -87,4 +87,16 @@ class WorkerCrashed : public ChunkError {
   using ChunkError::ChunkError;
 };
 
+/// A chunk ran past the run's chunk timeout; its worker was stopped (SIGTERM, then SIGKILL) and replaced.
+class ChunkTimeout : public ChunkError {
+ public:
+  using ChunkError::ChunkError;
+};
+
+/// The run was cancelled (Asio cancellation of run(), e.g. on SIGINT); chunks in flight were stopped.
+class RunCancelled : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace mpaio

@@ -11,6 +11,9 @@
 /// the task's array (RunArray::data, or a mapping of RunArray::segment_fd in another process), collect
 /// the encoded result bytes, and report them with the timing and the slot/pid that ran them.
 
+#include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -24,6 +27,9 @@
 #include "mpaio/range.hpp"
 
 namespace mpaio {
+
+/// The default worker count of the pools: std::thread::hardware_concurrency(), or 1 when it is unknown.
+inline std::size_t default_worker_count() noexcept { return std::max(1U, std::thread::hardware_concurrency()); }
 
 /// An array used by a run, resolved in the calling process.
 struct RunArray {
@@ -47,6 +53,7 @@ enum class ChunkFailure {
   none,       ///< it succeeded
   exception,  ///< `process` (or `init`) threw: error_type is the exception type, error_message its what()
   crash,      ///< the worker process died while running it: error_message says how (signal, exit code)
+  timeout,    ///< it ran past the run's chunk timeout and its worker was stopped
 };
 
 /// What an executor reports for one chunk.
@@ -77,6 +84,10 @@ struct RunContext {
   asio::any_io_executor loop;       ///< the event loop of the caller; reports are delivered on it
   RunSink* sink = nullptr;
   std::span<const RunArray> arrays; ///< valid until stop_run()
+  /// A chunk running longer than this is stopped and reported as ChunkFailure::timeout (0: no limit).
+  std::chrono::milliseconds chunk_timeout{0};
+  /// After a timeout: how long the worker has between SIGTERM and SIGKILL.
+  std::chrono::milliseconds timeout_grace{1000};
 };
 
 /// Where chunks run. Implementations: InlineExecutor, ThreadPoolExecutor, ProcessPoolExecutor.
@@ -88,6 +99,8 @@ class Executor {
   [[nodiscard]] virtual std::string_view name() const noexcept = 0;
   /// How many chunks can run at the same time.
   [[nodiscard]] virtual std::size_t concurrency() const noexcept = 0;
+  /// Whether it can stop a chunk that runs too long (RunContext::chunk_timeout) or is cancelled.
+  [[nodiscard]] virtual bool can_stop_chunks() const noexcept { return false; }
   /// Prepares a run (binds its arrays, starts watching for results).
   virtual void start_run(const RunContext& context) = 0;
   /// Queues a chunk; returns false when the executor's queues are full (try again after a report).

@@ -12,8 +12,8 @@ namespace mpaio {
 
 /// Options of a ProcessPoolExecutor.
 struct ProcessPoolOptions {
-  /// Number of worker processes; 0 means std::thread::hardware_concurrency().
-  std::size_t workers = 0;
+  /// Number of worker processes (at least 1); by default one per core.
+  std::size_t workers = default_worker_count();
   /// Chunks queued per worker beyond the one it runs, so it never waits for a round trip (1..32).
   std::size_t queue_depth = 8;
   /// Largest encoded result of one chunk, in bytes; a bigger one fails its chunk (not the run).
@@ -48,6 +48,7 @@ class ProcessPoolExecutor final : public Executor {
 
   [[nodiscard]] std::string_view name() const noexcept override { return "process"; }
   [[nodiscard]] std::size_t concurrency() const noexcept override;
+  [[nodiscard]] bool can_stop_chunks() const noexcept override { return true; }
   void start_run(const RunContext& context) override;
   bool try_submit(const ChunkTask& task) override;
   void stop_run() noexcept override;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -26,6 +27,14 @@ struct ChunkRecord {
   bool failed = false;
 };
 
+/// A chunk that failed for good (after its retries), in a run with ErrorPolicy::collect.
+struct FailedChunk {
+  std::size_t worker = 0;          ///< index of the worker in the orchestrator's list
+  Range range;
+  std::string message;             ///< the error's what(): worker type, range, slot, pid and cause
+  std::exception_ptr error;        ///< the ChunkError (or subclass) itself, to rethrow
+};
+
 /// Utilisation of every core at one moment of a run.
 struct CpuSample {
   double time_ms = 0;              ///< since the start of the run
@@ -38,7 +47,8 @@ struct RunReport {
   std::size_t concurrency = 0;     ///< its worker count
   std::chrono::nanoseconds wall_time{};
   std::vector<std::string> worker_types;  ///< per worker of the orchestrator
-  std::vector<ChunkRecord> chunks;        ///< in the order the results landed
+  std::vector<ChunkRecord> chunks;        ///< every attempt, in the order the outcomes landed
+  std::vector<FailedChunk> failures;      ///< chunks that failed for good (ErrorPolicy::collect)
   std::vector<CpuSample> cpu;             ///< when monitor_cpu_usage was on
 
   /// CPU samples as CSV with the header `time_ms,core_0,core_1,...` (pandas reads it as it is).

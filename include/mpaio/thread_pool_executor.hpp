@@ -16,8 +16,8 @@ namespace mpaio {
 
 /// Options of a ThreadPoolExecutor.
 struct ThreadPoolOptions {
-  /// Number of threads; 0 means std::thread::hardware_concurrency().
-  std::size_t workers = 0;
+  /// Number of threads (at least 1); by default one per core.
+  std::size_t workers = default_worker_count();
   /// Chunks queued per thread beyond the one it runs.
   std::size_t queue_depth = 4;
 };

@@ -15,29 +15,49 @@
 
 namespace mpaio {
 
+/// What a run does when a chunk fails for good (after its retries).
+enum class ErrorPolicy {
+  /// Stop dispatching; once the chunks in flight are accounted for, run() throws the first error.
+  fail_fast,
+  /// Finish every other chunk; run() returns normally and RunReport::failures lists the failed ones.
+  collect,
+};
+
 /// Options of a WorkerOrchestrator.
 struct OrchestratorOptions {
   /// Sample per-core CPU utilisation from /proc/stat during the run (RunReport::cpu).
   bool monitor_cpu_usage = false;
   /// Time between two CPU samples.
   std::chrono::milliseconds cpu_sample_interval{200};
+  /// What a failed chunk does to the run.
+  ErrorPolicy on_error = ErrorPolicy::fail_fast;
+  /// Extra attempts for a chunk that failed (exception, crash or timeout) before it counts as failed.
+  unsigned retries = 0;
+  /// A chunk running longer than this is stopped and fails with ChunkTimeout (0: no limit). Needs an
+  /// executor that can stop chunks (ProcessPoolExecutor).
+  std::chrono::milliseconds chunk_timeout{0};
+  /// After a timeout, how long the worker has between SIGTERM and SIGKILL.
+  std::chrono::milliseconds timeout_grace{1000};
 };
 
 /// Dispatches the chunks of several workers (of different types and arrays) to one executor.
 ///
 /// Callbacks run on the thread that runs the event loop of run(), one at a time, as results land; the
 /// loop stays free for other work while chunks run. A chunk that fails (an exception in `process`, a
-/// crashed worker) stops the dispatch of new chunks; once the chunks in flight are accounted for, run()
-/// throws a ChunkError (WorkerCrashed for a crash) naming the worker type, the range, the worker's slot
-/// and pid, and the cause. The executor stays usable for the next run. The workers and the executor
-/// must outlive the orchestrator; one run at a time per executor.
+/// crashed worker, a timeout) is retried `retries` times; then, by default, the dispatch of new chunks
+/// stops and, once the chunks in flight are accounted for, run() throws a ChunkError (WorkerCrashed,
+/// ChunkTimeout) naming the worker type, the range, the worker's slot and pid, and the cause. With
+/// ErrorPolicy::collect the other chunks still run and the failures are listed in the report. Cancelling
+/// run() (Asio per-operation cancellation) stops dispatch, stops the chunks in flight where the executor
+/// can, and throws RunCancelled. The executor stays usable for the next run. The workers and the
+/// executor must outlive the orchestrator; one run at a time per executor.
 class WorkerOrchestrator {
  public:
   WorkerOrchestrator(Executor& executor, std::vector<WorkerBase*> workers, OrchestratorOptions options = {});
 
   /// Runs every chunk; completes when all results have been delivered. Use from a coroutine on any
-  /// io_context: `RunReport report = co_await orchestrator.run();`. Throws InvalidArgument (bad arrays,
-  /// before anything is dispatched), ChunkError, or what a callback threw.
+  /// io_context: `RunReport report = co_await orchestrator.run();`. Throws InvalidArgument (bad arrays or
+  /// options, before anything is dispatched), ChunkError, RunCancelled, or what a callback threw.
   asio::awaitable<RunReport> run();
 
   /// run() on an io_context of its own, returning when the run is over.

@@ -54,6 +54,8 @@ struct ChannelHeader {
   alignas(64) std::atomic<std::uint64_t> result_head;  // worker writes
   alignas(64) std::atomic<std::uint64_t> result_tail;  // caller writes
   alignas(64) std::atomic<std::uint32_t> parent_armed; // caller sleeps on the eventfd: write it
+  alignas(64) std::atomic<std::uint64_t> running;      // worker: id + 1 of the chunk it runs, 0 when none
+  std::atomic<std::int64_t> running_since_ns;          // worker: when that chunk started
   alignas(64) std::atomic<std::int32_t> exit_pid;      // fork server: pid that exited, with its status
   std::int32_t exit_code;                              // exit status, or -1 when killed
   std::int32_t exit_signal;                            // signal that killed it, or 0
@@ -88,6 +90,8 @@ class Channel {
     h.result_head.store(0, std::memory_order_relaxed);
     h.result_tail.store(0, std::memory_order_relaxed);
     h.parent_armed.store(0, std::memory_order_relaxed);
+    h.running.store(0, std::memory_order_relaxed);
+    h.running_since_ns.store(0, std::memory_order_relaxed);
     h.exit_pid.store(0, std::memory_order_relaxed);
     h.exit_code = 0;
     h.exit_signal = 0;

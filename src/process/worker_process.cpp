@@ -102,7 +102,11 @@ class WorkerProcess {
     const BoundArray& array = arrays_[task.array];
     out_.clear();
     const ChunkCall call{array.data, array.shape, Range{task.start, task.end}, &out_};
+    auto& h = channel_.header();
+    h.running_since_ns.store(monotonic_ns(), std::memory_order_relaxed);
+    h.running.store(task.chunk_id + 1, std::memory_order_release);  // for the caller's timeout watch
     const ChunkExecution done = execute_chunk(reinterpret_cast<ChunkFn>(task.fn), call);
+    h.running.store(0, std::memory_order_release);
     if (done.failed) {
       publish_error(task.chunk_id, done.start_ns, done.end_ns, done.error_type, done.error_message);
     } else if (out_.size() > layout_.max_result_bytes) {
