@@ -10,8 +10,14 @@
 #include <iostream>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <string>
 
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -94,9 +100,28 @@ int main(int argc, char** argv) {
     if (s.partitions == 0) s.partitions = s.workers;
     // The pool first: it forks its fork server before the program grows (see ProcessPoolExecutor).
     std::unique_ptr<mpaio::Executor> executor = make_executor(s);
+    // Ctrl-C (or SIGTERM) cancels the run; caught from here on, so it is also handled while we set up.
+    asio::io_context io;
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    asio::cancellation_signal cancel_run;
+    bool interrupted = false;
+    signals.async_wait([&](const std::error_code& ec, int) {
+      if (ec) return;
+      interrupted = true;
+      cancel_run.emit(asio::cancellation_type::terminal);
+    });
+    auto interrupted_exit = [] {
+      std::cerr << "example_runner: interrupted\n";
+      return 130;
+    };
 
     auto ints = mpaio::SharedArray<std::int64_t>::create({s.size});
-    std::iota(ints.begin(), ints.end(), std::int64_t{1});
+    for (std::size_t start = 0; start < s.size; start += std::size_t{1} << 24) {  // filled in slices, so that
+      const std::size_t end = std::min(s.size, start + (std::size_t{1} << 24));    // Ctrl-C is seen at once
+      std::iota(ints.begin() + start, ints.begin() + end, static_cast<std::int64_t>(start) + 1);
+      io.poll();
+      if (interrupted) return interrupted_exit();
+    }
     std::vector<Str6> strings;
     for (int i = 0; i < 100; ++i) strings.emplace_back("foo_" + std::to_string(i));
     auto strs = mpaio::SharedArray<Str6>::from(strings);
@@ -106,7 +131,20 @@ int main(int argc, char** argv) {
     mpaio::WorkerOrchestrator orchestrator{
         *executor, {&adder, &concat},
         {.monitor_cpu_usage = true, .cpu_sample_interval = std::chrono::milliseconds(s.sample_ms)}};
-    const mpaio::RunReport report = orchestrator.run_blocking();
+    io.poll();  // a signal that came during the set-up
+    if (interrupted) return interrupted_exit();
+    std::optional<mpaio::RunReport> finished;
+    std::exception_ptr error;
+    asio::co_spawn(io, orchestrator.run(),
+                   asio::bind_cancellation_slot(cancel_run.slot(), [&](std::exception_ptr e, mpaio::RunReport r) {
+                     error = e;
+                     if (!e) finished = std::move(r);
+                     signals.cancel();
+                   }));
+    io.run();
+    if (interrupted) return interrupted_exit();
+    if (error) std::rethrow_exception(error);
+    const mpaio::RunReport& report = *finished;
 
     const std::string text = concat.result();
     std::string expected;

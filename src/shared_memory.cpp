@@ -7,7 +7,10 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -184,6 +187,22 @@ void SharedMemory::release() noexcept {
   owns_name_ = false;
   mapping_.reset();
   fd_.reset();
+}
+
+std::vector<std::string> remove_stale_segments() {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", ec)) {
+    const std::string name = entry.path().filename().string();
+    long long pid = 0;
+    char rest = 0;
+    // mpaio-<pid>-<16 hex digits>
+    if (std::sscanf(name.c_str(), "mpaio-%lld-%*16[0-9a-f]%c", &pid, &rest) != 1 || pid <= 0) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM) continue;  // its creator still runs
+    const std::string posix_name = "/" + name;
+    if (::shm_unlink(posix_name.c_str()) == 0) removed.push_back(posix_name);
+  }
+  return removed;
 }
 
 }  // namespace mpaio

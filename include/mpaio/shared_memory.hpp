@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "mpaio/detail/mapping.hpp"
 #include "mpaio/detail/unique_fd.hpp"
@@ -78,5 +79,12 @@ class SharedMemory {
   bool owns_name_ = false;
   std::uint64_t key_ = 0;
 };
+
+/// Removes the named mpaio segments in /dev/shm (`mpaio-<pid>-<random>`) whose creating process no longer
+/// exists, e.g. after it was killed with SIGKILL; returns the names removed. A segment its creator kept
+/// on purpose (SharedMemory::keep) is removed too once the creator is gone, so call this only where no
+/// other program still relies on such a segment. Anonymous segments never need it. Also the command
+/// `mpaio-cleanup`.
+std::vector<std::string> remove_stale_segments();
 
 }  // namespace mpaio
