@@ -85,6 +85,7 @@ struct ProcessPoolExecutor::Impl {
   UniqueFd fork_socket;
   std::vector<Slot> slots;
   std::size_t next_slot = 0;
+  ChannelTraffic traffic;
 
   RunContext context;
   std::shared_ptr<Watch> watch;
@@ -107,7 +108,7 @@ struct ProcessPoolExecutor::Impl {
     layout.max_result_bytes = options.max_result_bytes;
     layout.worker_spin = options.worker_spin;
     layout.shutdown_grace = options.shutdown_grace;
-    channels.emplace(SharedMemory::create(layout.slot_bytes * n));
+    channels.emplace(SharedMemory::create(layout.slot_bytes * n, {.reserve = false}));  // memfd: no /dev/shm quota
     layout.channels = channels->data();
     eventfd = UniqueFd(detail::sys("eventfd", [] { return ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }));
     layout.eventfd = eventfd.get();
@@ -185,6 +186,7 @@ struct ProcessPoolExecutor::Impl {
   }
 
   void push(Slot& slot, const TaskRecord& record) {
+    traffic.task_bytes += sizeof record;
     auto& h = slot.channel.header();
     h.tasks[slot.task_head % detail::kTaskSlots] = record;
     h.task_head.store(++slot.task_head, std::memory_order_seq_cst);
@@ -223,6 +225,7 @@ struct ProcessPoolExecutor::Impl {
     const int fd = array.segment_fd;
     detail::send_message(slot.socket.get(), {reinterpret_cast<const std::byte*>(&msg), sizeof msg},
                          send_fd ? std::span<const int>(&fd, 1) : std::span<const int>{});
+    traffic.task_bytes += sizeof msg;
     push_control(index, TaskRecord{TaskKind::bind, i, 0, 0, 0, 0, 0, {}});
   }
 
@@ -332,15 +335,35 @@ struct ProcessPoolExecutor::Impl {
 
   /// Delivers every result that has landed; arms the workers' wake-ups once there is nothing left.
   void collect() {
+    const std::int64_t spin = std::chrono::nanoseconds(options.caller_spin).count();
     for (;;) {
       for (std::size_t i = 0; i < slots.size() && watch && watch->active; ++i) drain(i);
       if (!watch || !watch->active) return;
+      if (spin > 0 && in_flight() != 0 && spin_for_result(spin)) continue;
       for (Slot& slot : slots) slot.channel.header().parent_armed.store(1, std::memory_order_seq_cst);
-      bool pending = false;
-      for (Slot& slot : slots) {
-        pending = pending || slot.channel.header().result_head.load(std::memory_order_seq_cst) != slot.result_tail;
-      }
-      if (!pending) return;
+      if (!result_pending()) return;
+    }
+  }
+
+  [[nodiscard]] bool result_pending() const {
+    return std::any_of(slots.begin(), slots.end(), [](const Slot& slot) {
+      return slot.channel.header().result_head.load(std::memory_order_seq_cst) != slot.result_tail;
+    });
+  }
+
+  [[nodiscard]] std::size_t in_flight() const {
+    std::size_t n = 0;
+    for (const Slot& slot : slots) n += slot.in_flight.size();
+    return n;
+  }
+
+  /// Spins up to `ns` for a result to land; true if one did.
+  [[nodiscard]] bool spin_for_result(std::int64_t ns) const {
+    const std::int64_t until = detail::monotonic_ns() + ns;
+    for (unsigned i = 1;; ++i) {
+      if (result_pending()) return true;
+      detail::cpu_relax();
+      if (i % 32 == 0 && detail::monotonic_ns() >= until) return false;
     }
   }
 
@@ -356,6 +379,7 @@ struct ProcessPoolExecutor::Impl {
       detail::ResultHeader rec{};
       std::memcpy(&rec, slot.channel.ring() + offset, sizeof(std::uint32_t) * 2);
       if (rec.kind == detail::ResultKind::pad && rec.size == cap - offset) {
+        traffic.result_bytes += rec.size;
         slot.result_tail += rec.size;
         continue;
       }
@@ -370,6 +394,9 @@ struct ProcessPoolExecutor::Impl {
       }
       const ChunkTask task = slot.in_flight.front();
       slot.in_flight.pop_front();
+      ++traffic.chunks;
+      traffic.result_bytes += rec.size;
+      traffic.payload_bytes += rec.kind == detail::ResultKind::ok ? rec.payload : 0;
       const auto* payload = slot.channel.ring() + offset + sizeof rec;
       ChunkOutcome outcome;
       outcome.id = task.id;
@@ -516,6 +543,7 @@ void ProcessPoolExecutor::start_run(const RunContext& context) { impl_->start_ru
 bool ProcessPoolExecutor::try_submit(const ChunkTask& task) { return impl_->try_submit(task); }
 void ProcessPoolExecutor::stop_run() noexcept { impl_->stop_run(); }
 pid_t ProcessPoolExecutor::worker_pid(std::size_t slot) const { return impl_->slots.at(slot).pid; }
+ChannelTraffic ProcessPoolExecutor::channel_traffic() const noexcept { return impl_->traffic; }
 pid_t ProcessPoolExecutor::fork_server_pid() const noexcept { return impl_->fork_server; }
 
 }  // namespace mpaio

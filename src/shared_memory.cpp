@@ -60,8 +60,9 @@ std::uint64_t shm_available_bytes() {
 }
 
 /// Sizes the new segment and reserves its pages so that a full /dev/shm fails now, not with SIGBUS later.
-void size_and_reserve(int fd, std::size_t size, const std::string& name) {
+void size_and_reserve(int fd, std::size_t size, const std::string& name, bool reserve) {
   detail::sys("ftruncate", [&] { return ::ftruncate(fd, static_cast<off_t>(size)); }, "name", name, "size", size);
+  if (!reserve) return;
   const int err = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
   if (err == ENOSPC || err == ENOMEM) {
     throw OutOfSharedMemory(detail::describe_call("posix_fallocate", "name", name, "size", size), err, size,
@@ -100,7 +101,7 @@ SharedMemory SharedMemory::create(std::size_t size, SegmentOptions options) {
       detail::UniqueFd fd(detail::sys("memfd_create", [&] { return ::memfd_create(suffix.c_str(), MFD_CLOEXEC); },
                                       "name", suffix));
       const std::string name = std::string(kMemfdPrefix) + suffix;
-      size_and_reserve(fd.get(), size, name);
+      size_and_reserve(fd.get(), size, name, options.reserve);
       detail::Mapping mapping(fd.get(), size, true);
       return SharedMemory(name, SegmentKind::anonymous, std::move(fd), std::move(mapping), true, false);
     }
@@ -112,7 +113,7 @@ SharedMemory SharedMemory::create(std::size_t size, SegmentOptions options) {
     }
     detail::UniqueFd fd(raw);
     UnlinkGuard guard{name};
-    size_and_reserve(fd.get(), size, name);
+    size_and_reserve(fd.get(), size, name, options.reserve);
     detail::Mapping mapping(fd.get(), size, true);
     guard.armed = false;
     return SharedMemory(name, SegmentKind::named, std::move(fd), std::move(mapping), true, !options.keep);

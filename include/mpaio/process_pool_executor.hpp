@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "mpaio/executor.hpp"
@@ -20,8 +21,19 @@ struct ProcessPoolOptions {
   std::size_t max_result_bytes = 1 << 20;
   /// How long a worker waits for work, spinning, before it sleeps on a futex.
   std::chrono::microseconds worker_spin{50};
+  /// How long the caller's loop, with chunks in flight and no result ready, spins for the next result
+  /// before it sleeps on the eventfd (results of short chunks land sooner than a wake-up takes).
+  std::chrono::microseconds caller_spin{20};
   /// At shutdown, how long workers get to exit before they are killed.
   std::chrono::milliseconds shutdown_grace{2000};
+};
+
+/// Bytes that crossed a pool's channels since it started: the cost of talking to workers.
+struct ChannelTraffic {
+  std::uint64_t chunks = 0;         ///< chunk results received
+  std::uint64_t task_bytes = 0;     ///< task records and array bindings sent to workers
+  std::uint64_t result_bytes = 0;   ///< result records received, headers and padding included
+  std::uint64_t payload_bytes = 0;  ///< of which the encoded results themselves
 };
 
 /// Runs chunks in `workers` persistent processes forked from a single-threaded fork server.
@@ -55,6 +67,8 @@ class ProcessPoolExecutor final : public Executor {
 
   /// The pid of worker `slot` (it changes when the worker is replaced).
   [[nodiscard]] pid_t worker_pid(std::size_t slot) const;
+  /// Channel traffic so far (see ChannelTraffic).
+  [[nodiscard]] ChannelTraffic channel_traffic() const noexcept;
   /// The pid of the fork server.
   [[nodiscard]] pid_t fork_server_pid() const noexcept;
 

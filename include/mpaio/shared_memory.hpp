@@ -29,6 +29,10 @@ struct SegmentOptions {
   SegmentKind kind = SegmentKind::anonymous;
   /// Keep a named segment in /dev/shm after the creator is destroyed (someone else unlinks it).
   bool keep = false;
+  /// Reserve every page now (posix_fallocate), so that a full /dev/shm fails at creation rather than with
+  /// SIGBUS at first write. Only memory the library manages itself (channels that are written page by
+  /// page as they are used) turns this off.
+  bool reserve = true;
 };
 
 /// Move-only owner of one shared-memory segment and its mapping in this process.

@@ -101,7 +101,9 @@ class Channel {
   /// Wakes the worker if it sleeps (after new tasks, or after ring space was freed).
   void wake_worker() const noexcept {
     auto& h = *header_;
-    if (h.worker_sleeping.exchange(0, std::memory_order_seq_cst) != 0) {
+    // A plain load first: the common case (the worker is awake) then costs no locked instruction.
+    if (h.worker_sleeping.load(std::memory_order_seq_cst) != 0 &&
+        h.worker_sleeping.exchange(0, std::memory_order_seq_cst) != 0) {
       h.worker_seq.fetch_add(1, std::memory_order_seq_cst);
       futex_wake(&h.worker_seq);
     }
