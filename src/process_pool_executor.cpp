@@ -17,6 +17,7 @@
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "mpaio/detail/syscall.hpp"
 #include "mpaio/detail/segment_registry.hpp"
@@ -35,14 +36,23 @@ using detail::UniqueFd;
 
 constexpr int kForkServerTimeoutMs = 10'000;
 
-/// How a worker ended, in words: "killed by signal 9 (Killed)" or "exited with code 42".
-std::string describe_exit(int code, int signal) {
-  if (signal != 0) {
-    const char* text = ::sigdescr_np(signal);
-    return fmt::format("killed by signal {} ({})", signal, text != nullptr ? text : "unknown");
+/// How a worker process ended.
+struct ExitReport {
+  int code = -1;    // exit status, -1 when killed or unknown
+  int signal = 0;   // the signal that killed it
+  bool known = false;
+
+  [[nodiscard]] bool clean() const noexcept { return known && signal == 0 && code == 0; }
+  /// In words: "killed by signal 9 (Killed)" or "exited with code 42".
+  [[nodiscard]] std::string text() const {
+    if (!known) return "died (no exit status from the fork server)";
+    if (signal != 0) {
+      const char* name = ::sigdescr_np(signal);
+      return fmt::format("killed by signal {} ({})", signal, name != nullptr ? name : "unknown");
+    }
+    return fmt::format("exited with code {}", code);
   }
-  return fmt::format("exited with code {}", code);
-}
+};
 
 bool readable_now(int fd) {
   pollfd p{fd, POLLIN, 0};
@@ -65,6 +75,8 @@ struct ProcessPoolExecutor::Impl {
     std::uint64_t timed_out = 0;    // id + 1 of the chunk it was stopped for, 0 if none
     std::int64_t stop_sent_ns = 0;  // when it got SIGTERM for that chunk
     bool killed = false;            // whether it got SIGKILL after the grace period
+    std::size_t chunks_given = 0;   // chunks sent to this process
+    bool retiring = false;          // told to stop after its last chunk (max_chunks_per_worker)
   };
 
   /// The run's watchers; shared with pending handlers so that they outlive a stopped run.
@@ -108,6 +120,14 @@ struct ProcessPoolExecutor::Impl {
     layout.max_result_bytes = options.max_result_bytes;
     layout.worker_spin = options.worker_spin;
     layout.shutdown_grace = options.shutdown_grace;
+    if (options.pin_workers) {
+      const int cpus = std::max(1, static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)));
+      for (int cpu : options.cpus) {
+        if (cpu < 0 || cpu >= CPU_SETSIZE) throw InvalidArgument(fmt::format("ProcessPoolExecutor: no CPU {}", cpu));
+      }
+      layout.pinned_cpus = options.cpus;
+      for (int cpu = 0; options.cpus.empty() && cpu < cpus; ++cpu) layout.pinned_cpus.push_back(cpu);
+    }
     channels.emplace(SharedMemory::create(layout.slot_bytes * n, {.reserve = false}));  // memfd: no /dev/shm quota
     layout.channels = channels->data();
     eventfd = UniqueFd(detail::sys("eventfd", [] { return ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }));
@@ -146,6 +166,8 @@ struct ProcessPoolExecutor::Impl {
     slot.timed_out = 0;
     slot.stop_sent_ns = 0;
     slot.killed = false;
+    slot.chunks_given = 0;
+    slot.retiring = false;
     const detail::ForkRequest request{detail::ForkRequest::Op::spawn, static_cast<std::uint32_t>(index)};
     detail::send_message(fork_socket.get(), {reinterpret_cast<const std::byte*>(&request), sizeof request});
     detail::ForkReply reply{};
@@ -229,9 +251,11 @@ struct ProcessPoolExecutor::Impl {
     push_control(index, TaskRecord{TaskKind::bind, i, 0, 0, 0, 0, 0, {}});
   }
 
-  /// Prepares worker `index` for the run: forgets segments this process no longer has, binds arrays.
+  /// Prepares worker `index` for the run: log level, forgets segments this process no longer has, binds arrays.
   void prepare(std::size_t index) {
     Slot& slot = slots[index];
+    push_control(index, TaskRecord{TaskKind::log_level, static_cast<std::uint32_t>(spdlog::get_level()), 0, 0, 0, 0,
+                                   0, {}});
     for (auto it = slot.segments.begin(); it != slot.segments.end();) {
       if (detail::segment_alive(*it)) {
         ++it;
@@ -244,15 +268,15 @@ struct ProcessPoolExecutor::Impl {
   }
 
   /// Waits (briefly: the fork server reaps at once) for the exit report of the worker in `index`.
-  std::string await_exit_report(std::size_t index) {
+  ExitReport await_exit_report(std::size_t index) {
     Slot& slot = slots[index];
     auto& h = slot.channel.header();
     const std::int64_t deadline = detail::monotonic_ns() + 2'000'000'000;
     while (h.exit_pid.load(std::memory_order_seq_cst) != slot.pid) {
-      if (detail::monotonic_ns() > deadline) return "died (no exit status from the fork server)";
+      if (detail::monotonic_ns() > deadline) return {};
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
-    return describe_exit(h.exit_code, h.exit_signal);
+    return {h.exit_code, h.exit_signal, true};
   }
 
   void start_run(const RunContext& ctx) {
@@ -384,6 +408,12 @@ struct ProcessPoolExecutor::Impl {
         continue;
       }
       std::memcpy(&rec, slot.channel.ring() + offset, sizeof rec);
+      if (rec.kind == detail::ResultKind::log && rec.size >= sizeof rec && rec.size <= cap - offset &&
+          rec.payload <= rec.size - sizeof rec) {
+        forward_log(index, rec, slot.channel.ring() + offset + sizeof rec);
+        slot.result_tail += rec.size;
+        continue;
+      }
       const bool sane = rec.size >= sizeof rec && rec.size <= cap - offset && rec.size % 8 == 0 &&
                         rec.payload <= rec.size - sizeof rec && rec.type_len <= rec.payload &&
                         !slot.in_flight.empty() && slot.in_flight.front().id == rec.chunk_id &&
@@ -419,13 +449,34 @@ struct ProcessPoolExecutor::Impl {
     slot.channel.wake_worker();  // it may wait for ring space
   }
 
+  /// A line a worker logged: to the caller's default logger, tagged with the worker.
+  void forward_log(std::size_t index, const detail::ResultHeader& rec, const std::byte* text) const {
+    const auto level = static_cast<spdlog::level::level_enum>(std::min<std::uint64_t>(rec.chunk_id, spdlog::level::off));
+    spdlog::default_logger_raw()->log(level, "[mpaio-w{} pid {}] {}", index, slots[index].pid,
+                                      std::string_view(reinterpret_cast<const char*>(text), rec.payload));
+  }
+
   /// A worker died: keep what it finished, fail the chunk it was running, hand its queue to others.
   void on_worker_death(std::size_t index) {
     Slot& slot = slots[index];
     const pid_t dead = slot.pid;
-    const std::string cause = await_exit_report(index);
+    const ExitReport exit = await_exit_report(index);
+    const std::string cause = exit.text();
     drain(index);  // results it published before dying are good
     if (!watch || !watch->active) return;
+    if (slot.retiring && slot.in_flight.empty() && exit.clean()) {  // recycled as asked
+      slot.alive = false;
+      try {
+        spawn(index);
+        prepare(index);
+        watch_death(index);
+      } catch (const std::exception& e) {
+        spdlog::error("mpaio: cannot replace worker {}: {}", index, e.what());
+      }
+      place_orphans();
+      context.sink->on_room();
+      return;
+    }
     std::deque<ChunkTask> lost = std::exchange(slot.in_flight, {});
     const std::uint64_t timed_out = slot.timed_out;
     slot.alive = false;
@@ -465,6 +516,7 @@ struct ProcessPoolExecutor::Impl {
       return;
     }
     place_orphans();
+    if (watch && watch->active) context.sink->on_room();
   }
 
   void report_failure(const ChunkTask& task, std::size_t index, pid_t pid, ChunkFailure failure,
@@ -482,7 +534,7 @@ struct ProcessPoolExecutor::Impl {
     Slot* best = nullptr;
     for (std::size_t k = 0; k < slots.size(); ++k) {
       Slot& s = slots[(next_slot + k) % slots.size()];
-      if (!s.alive || s.in_flight.size() >= depth) continue;
+      if (!s.alive || s.retiring || s.in_flight.size() >= depth) continue;
       if (best == nullptr || s.in_flight.size() < best->in_flight.size()) best = &s;
     }
     if (best != nullptr) next_slot = static_cast<std::size_t>(best - slots.data() + 1) % slots.size();
@@ -495,6 +547,10 @@ struct ProcessPoolExecutor::Impl {
     slot->in_flight.push_back(task);
     push(*slot, TaskRecord{TaskKind::chunk, task.array, task.id, reinterpret_cast<std::uint64_t>(task.fn),
                            task.range.start, task.range.end, 0, {}});
+    if (++slot->chunks_given == options.max_chunks_per_worker) {  // recycle it after this one
+      slot->retiring = true;
+      push(*slot, TaskRecord{TaskKind::stop, 0, 0, 0, 0, 0, 0, {}});
+    }
     return true;
   }
 

@@ -102,6 +102,8 @@ class WorkerOrchestrator::Run final : public RunSink {
     if (finished()) done_.cancel();
   }
 
+  void on_room() noexcept override { pump(); }
+
   void on_chunk_done(const ChunkOutcome& outcome) noexcept override {
     --in_flight_;
     const std::size_t w = worker_of(outcome.id);

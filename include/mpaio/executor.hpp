@@ -74,6 +74,9 @@ class RunSink {
  public:
   /// Called once per submitted chunk, on the run's event loop. Must not throw.
   virtual void on_chunk_done(const ChunkOutcome& outcome) noexcept = 0;
+  /// Called, on the run's event loop, when the executor can take chunks again after try_submit()
+  /// refused one for a reason other than a chunk in flight (e.g. a worker being replaced).
+  virtual void on_room() noexcept = 0;
 
  protected:
   ~RunSink() = default;

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "mpaio/executor.hpp"
 
@@ -26,6 +27,12 @@ struct ProcessPoolOptions {
   std::chrono::microseconds caller_spin{20};
   /// At shutdown, how long workers get to exit before they are killed.
   std::chrono::milliseconds shutdown_grace{2000};
+  /// Replace a worker process after it has run this many chunks (for code that leaks); 0: never.
+  std::size_t max_chunks_per_worker = 0;
+  /// Pin worker i to one CPU: cpus[i % cpus.size()], or CPU i % (number of CPUs) when `cpus` is empty.
+  bool pin_workers = false;
+  /// The CPUs for pin_workers.
+  std::vector<int> cpus{};
 };
 
 /// Bytes that crossed a pool's channels since it started: the cost of talking to workers.
@@ -43,6 +50,9 @@ struct ChannelTraffic {
 /// forked from the fork server, so workers share the program's code (Worker::process is reached through
 /// a plain function pointer) but none of the state of threads started later. Construct it from a thread
 /// that lives as long as the pool.
+///
+/// Code in `process` and `init` may log through spdlog: each line reaches the caller's default logger,
+/// tagged "[mpaio-w<slot> pid <pid>]", in order per worker, filtered by the caller's level.
 ///
 /// Tasks and results travel through per-worker rings in shared memory; a worker sleeps on a futex when
 /// idle, and wakes the caller through an eventfd that the run's Asio loop watches, so no thread blocks

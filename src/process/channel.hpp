@@ -14,7 +14,7 @@
 
 namespace mpaio::detail {
 
-enum class TaskKind : std::uint32_t { chunk = 1, bind = 2, forget = 3, stop = 4 };
+enum class TaskKind : std::uint32_t { chunk = 1, bind = 2, forget = 3, stop = 4, log_level = 5 };
 
 /// One record of the task ring (64 bytes).
 struct TaskRecord {
@@ -31,7 +31,7 @@ static_assert(sizeof(TaskRecord) == 64);
 
 inline constexpr std::size_t kTaskSlots = 64;
 
-enum class ResultKind : std::uint32_t { ok = 1, error = 2, pad = 3 };
+enum class ResultKind : std::uint32_t { ok = 1, error = 2, pad = 3, log = 4 };  // log: chunk_id is the level
 
 /// Header of one record of the result ring; the payload follows, the record is padded to 8 bytes.
 struct ResultHeader {

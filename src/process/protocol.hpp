@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "process/channel.hpp"
 
@@ -47,6 +48,7 @@ struct PoolLayout {
   int eventfd = -1;
   std::chrono::nanoseconds worker_spin{};
   std::chrono::milliseconds shutdown_grace{};
+  std::vector<int> pinned_cpus;  // per slot (slot % size), empty: not pinned
 
   [[nodiscard]] Channel channel(std::size_t slot) const { return {channels + slot * slot_bytes, ring_capacity}; }
 };

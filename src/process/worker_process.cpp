@@ -4,13 +4,19 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <sched.h>
+
 #include <algorithm>
 #include <csignal>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "mpaio/detail/chunk_call.hpp"
 #include "mpaio/detail/mapping.hpp"
@@ -38,9 +44,18 @@ class WorkerProcess {
         case TaskKind::chunk: run_chunk(task); break;
         case TaskKind::bind: bind(); break;
         case TaskKind::forget: segments_.erase(task.key); break;
+        case TaskKind::log_level: spdlog::set_level(static_cast<spdlog::level::level_enum>(task.array)); break;
         case TaskKind::stop: ::_exit(0);
       }
     }
+  }
+
+  /// Sends one line logged in this process to the caller, in order with the results.
+  void publish_log(spdlog::level::level_enum level, std::string_view text) {
+    text = text.substr(0, kMaxErrorText);
+    const std::int64_t now = monotonic_ns();
+    publish(ResultKind::log, static_cast<std::uint64_t>(level), now, now, {},
+            {reinterpret_cast<const std::byte*>(text.data()), text.size()});
   }
 
  private:
@@ -131,6 +146,7 @@ class WorkerProcess {
 
   void publish(ResultKind kind, std::uint64_t id, std::int64_t start, std::int64_t end, std::string_view type,
                std::span<const std::byte> payload) {
+    std::lock_guard lock(publish_mutex_);  // `process` may log from threads of its own
     auto& h = channel_.header();
     const std::size_t cap = channel_.capacity();
     const std::size_t record = align_up(sizeof(ResultHeader) + payload.size(), 8);
@@ -163,6 +179,22 @@ class WorkerProcess {
   std::vector<BoundArray> arrays_;
   std::vector<std::byte> out_;
   std::string error_text_;
+  std::mutex publish_mutex_;
+};
+
+/// The spdlog sink of a worker process: every line goes to the caller through the result ring.
+class ChannelLogSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit ChannelLogSink(WorkerProcess& worker) : worker_(worker) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    worker_.publish_log(msg.level, std::string_view(msg.payload.data(), msg.payload.size()));
+  }
+  void flush_() override {}
+
+ private:
+  WorkerProcess& worker_;
 };
 
 }  // namespace
@@ -173,8 +205,17 @@ void worker_main(const PoolLayout& layout, std::size_t slot, int socket, pid_t f
   if (::getppid() != fork_server) ::_exit(1);
   const std::string name = fmt::format("mpaio-w{}", slot);
   ::prctl(PR_SET_NAME, name.c_str());
+  if (!layout.pinned_cpus.empty()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(layout.pinned_cpus[slot % layout.pinned_cpus.size()], &set);
+    ::sched_setaffinity(0, sizeof set, &set);
+  }
   try {
-    WorkerProcess(layout, slot, socket).run();
+    WorkerProcess worker(layout, slot, socket);
+    auto logger = std::make_shared<spdlog::logger>(name, std::make_shared<ChannelLogSink>(worker));
+    spdlog::set_default_logger(std::move(logger));
+    worker.run();
   } catch (...) {
     ::_exit(72);  // a mapping or the socket failed: the caller sees the exit code
   }
