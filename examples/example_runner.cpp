@@ -1,11 +1,8 @@
 // The seed demo: two shared arrays processed together by one orchestrator on a pool of worker
 // processes. AddIntWorker sums int64 1..N; ConcatStrWorker concatenates "foo_0".."foo_99" (stored as
 // numpy's <U6) in index order, whatever order the chunks finish in.
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -32,6 +29,10 @@ struct Settings {
   std::string executor = "process";
   std::string cpu_csv;
   std::string plot;
+  std::string trace;
+  std::string timeline;
+  bool insights = false;
+  std::optional<bool> progress;  // default: when stderr is a terminal
   int sample_ms = 20;
 };
 
@@ -39,29 +40,6 @@ std::unique_ptr<mpaio::Executor> make_executor(const Settings& s) {
   if (s.executor == "process") return std::make_unique<mpaio::ProcessPoolExecutor>(mpaio::ProcessPoolOptions{.workers = s.workers});
   if (s.executor == "thread") return std::make_unique<mpaio::ThreadPoolExecutor>(mpaio::ThreadPoolOptions{.workers = s.workers});
   return std::make_unique<mpaio::InlineExecutor>();
-}
-
-/// Draws the per-core CPU utilisation in `csv` as an SVG line chart with gnuplot.
-bool plot_cpu(const std::string& csv, const std::string& svg, std::size_t cores) {
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
-    std::cerr << "gnuplot is not installed (Debian package gnuplot-nox): no plot drawn, the CSV is in " << csv << '\n';
-    return false;
-  }
-  FILE* gp = ::popen("gnuplot", "w");
-  if (gp == nullptr) return false;
-  fmt::print(gp,
-             "set terminal svg size 900,420 dynamic noenhanced font 'sans,12' background '#ffffff'\n"
-             "set output '{}'\n"
-             "set datafile separator ','\n"
-             "set title 'CPU utilisation per core during the run'\n"
-             "set xlabel 'time since the start of the run (ms)'\n"
-             "set ylabel 'utilisation (%)'\n"
-             "set yrange [0:105]\n"
-             "set grid\n"
-             "set key outside right\n"
-             "plot for [i=2:{}] '{}' using 1:i with linespoints lw 2 pt 7 ps 0.4 title columnheader(i)\n",
-             svg, cores + 1, csv);
-  return ::pclose(gp) == 0;
 }
 
 }  // namespace
@@ -87,6 +65,10 @@ int main(int argc, char** argv) {
   app.add_option("--cpu-csv", s.cpu_csv, "write per-core CPU utilisation as CSV (time_ms,core_0,...)");
   app.add_option("--plot", s.plot, "draw per-core CPU utilisation as an SVG chart (gnuplot)");
   app.add_option("--sample-ms", s.sample_ms, "CPU sampling interval in milliseconds")->check(positive);
+  app.add_option("--trace", s.trace, "write the chunk timeline as Chrome/Perfetto trace JSON");
+  app.add_option("--timeline", s.timeline, "draw the chunk timeline as an SVG Gantt chart (gnuplot)");
+  app.add_flag("--insights", s.insights, "print per-worker insights (chunks, busy/idle time, utilisation)");
+  app.add_flag("--progress,!--no-progress", s.progress, "progress bar on stderr (default: when it is a terminal)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -130,7 +112,10 @@ int main(int argc, char** argv) {
     ConcatStrWorker concat{mpaio::DataIterator::chunks(strs.meta(), 10)};
     mpaio::WorkerOrchestrator orchestrator{
         *executor, {&adder, &concat},
-        {.monitor_cpu_usage = true, .cpu_sample_interval = std::chrono::milliseconds(s.sample_ms)}};
+        {.monitor_cpu_usage = true,
+         .cpu_sample_interval = std::chrono::milliseconds(s.sample_ms),
+         .progress = !s.progress ? mpaio::ProgressMode::automatic
+                                 : (*s.progress ? mpaio::ProgressMode::always : mpaio::ProgressMode::off)}};
     io.poll();  // a signal that came during the set-up
     if (interrupted) return interrupted_exit();
     std::optional<mpaio::RunReport> finished;
@@ -158,18 +143,33 @@ int main(int argc, char** argv) {
     fmt::print("wall time: {:.1f} ms, {} chunks\n", std::chrono::duration<double, std::milli>(report.wall_time).count(),
                report.chunks.size());
 
-    if (!s.cpu_csv.empty() || !s.plot.empty()) {
-      const std::string csv = !s.cpu_csv.empty() ? s.cpu_csv : s.plot + ".csv";
-      std::ofstream out(csv);
-      report.write_cpu_csv(out);
+    if (s.insights) fmt::print("{}", report.format_insights());
+    auto write_file = [](const std::string& path, const auto& write) {
+      std::ofstream out(path);
+      write(out);
       out.close();
-      if (!out) throw std::runtime_error("cannot write " + csv);
-      if (!s.cpu_csv.empty()) fmt::print("CPU samples: {}\n", csv);
-      if (!s.plot.empty()) {
-        const std::size_t cores = report.cpu.empty() ? 0 : report.cpu.front().percent.size();
-        if (plot_cpu(csv, s.plot, cores)) fmt::print("CPU plot: {}\n", s.plot);
-        if (s.cpu_csv.empty()) std::filesystem::remove(csv);
-      }
+      if (!out) throw std::runtime_error("cannot write " + path);
+    };
+    if (!s.cpu_csv.empty()) {
+      write_file(s.cpu_csv, [&](std::ostream& out) { report.write_cpu_csv(out); });
+      fmt::print("CPU samples: {}\n", s.cpu_csv);
+    }
+    if (!s.trace.empty()) {
+      write_file(s.trace, [&](std::ostream& out) { report.write_trace_json(out); });
+      fmt::print("chunk trace (open in ui.perfetto.dev or chrome://tracing): {}\n", s.trace);
+    }
+    const bool can_draw = (s.plot.empty() && s.timeline.empty()) || mpaio::gnuplot_available();
+    if (!can_draw) {
+      std::cerr << "example_runner: gnuplot is not installed (Debian package gnuplot-nox): no chart drawn"
+                << (s.cpu_csv.empty() ? "; --cpu-csv FILE still writes the CPU samples" : "") << '\n';
+    }
+    if (can_draw && !s.plot.empty()) {
+      report.write_cpu_svg(s.plot);
+      fmt::print("CPU plot: {}\n", s.plot);
+    }
+    if (can_draw && !s.timeline.empty()) {
+      report.write_timeline_svg(s.timeline);
+      fmt::print("chunk timeline: {}\n", s.timeline);
     }
     return adder.total == expected_sum && text == expected ? 0 : 1;
   } catch (const std::exception& e) {

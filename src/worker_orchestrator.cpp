@@ -76,11 +76,22 @@ class WorkerOrchestrator::Run final : public RunSink {
       offsets_.push_back(offsets_.back() + worker->chunks().size());
     }
     total_ = offsets_.back();
+    for (WorkerBase* worker : owner_.workers_) {
+      const DataIterator& chunks = worker->chunks();
+      if (!chunks.empty()) total_elements_ += chunks[chunks.size() - 1].end - chunks[0].start;
+    }
     report_.executor = std::string(owner_.executor_.name());
     report_.concurrency = owner_.executor_.concurrency();
   }
 
   [[nodiscard]] std::size_t total() const noexcept { return total_; }
+  /// Shows a progress bar from now on (if the mode and the terminal allow).
+  void show_progress(ProgressMode mode) {
+    if (mode != ProgressMode::off) progress_.emplace(total_, total_elements_, ProgressBar::Options{.mode = mode});
+  }
+  void end_progress() {
+    if (progress_) progress_->finish();
+  }
   [[nodiscard]] std::span<const RunArray> arrays() const noexcept { return arrays_; }
   [[nodiscard]] bool finished() const noexcept { return stopping_ ? in_flight_ == 0 : completed_ == total_; }
   asio::steady_timer& done_signal() noexcept { return done_; }
@@ -115,6 +126,8 @@ class WorkerOrchestrator::Run final : public RunSink {
                                 outcome.failure != ChunkFailure::none});
       if (outcome.failure == ChunkFailure::none) {
         ++completed_;
+        elements_done_ += range.size();
+        if (progress_) progress_->update(completed_, elements_done_);
         if (!stopping_) owner_.workers_[w]->deliver(outcome.result, range);
       } else if (unsigned& attempts = attempts_[outcome.id]; attempts < owner_.options_.retries && !stopping_) {
         ++attempts;
@@ -232,6 +245,9 @@ class WorkerOrchestrator::Run final : public RunSink {
   std::vector<std::uint32_t> array_of_;  // per worker
   std::vector<std::size_t> offsets_;     // chunk ids of worker w are [offsets_[w], offsets_[w+1])
   std::size_t total_ = 0;
+  std::size_t total_elements_ = 0;
+  std::size_t elements_done_ = 0;
+  std::optional<ProgressBar> progress_;
   std::size_t next_ = 0;
   std::size_t in_flight_ = 0;
   std::size_t completed_ = 0;                         // chunks done for good (succeeded, or failed finally)
@@ -285,6 +301,7 @@ asio::awaitable<RunReport> WorkerOrchestrator::run() {
     }
   } stop_on_exit{executor_, sampler};
 
+  run.show_progress(options_.progress);
   run.pump();
   while (!run.finished()) {
     std::error_code ec;
@@ -296,6 +313,7 @@ asio::awaitable<RunReport> WorkerOrchestrator::run() {
     }
   }
   const std::int64_t end = detail::monotonic_ns();
+  run.end_progress();
   if (sampler) {
     // A last sample for the tail of the run, unless it would cover less than /proc/stat's 10 ms tick.
     if (end - std::max(sampler->last_ns, origin) >= 10'000'000) sampler->sample();

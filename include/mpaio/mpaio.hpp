@@ -13,6 +13,7 @@
 #include "mpaio/fixed_string.hpp"
 #include "mpaio/inline_executor.hpp"
 #include "mpaio/process_pool_executor.hpp"
+#include "mpaio/progress_bar.hpp"
 #include "mpaio/range.hpp"
 #include "mpaio/run_report.hpp"
 #include "mpaio/shared_array.hpp"

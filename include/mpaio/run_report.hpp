@@ -41,6 +41,23 @@ struct CpuSample {
   std::vector<double> percent;     ///< per core, 0..100
 };
 
+/// How one worker slot spent a run (mpire's "worker insights").
+struct SlotInsight {
+  std::uint32_t slot = 0;
+  std::size_t chunks = 0;            ///< chunk attempts it ran
+  std::chrono::nanoseconds busy{};   ///< time inside `process`
+  std::chrono::nanoseconds idle{};   ///< wall time minus busy time
+  double utilisation = 0;            ///< busy / wall time, in percent
+  std::chrono::nanoseconds mean_chunk{};
+  std::chrono::nanoseconds max_chunk{};
+};
+
+/// Worker insights of a run, computed from its chunk records.
+struct Insights {
+  std::vector<SlotInsight> slots;    ///< one per slot of the executor, in slot order
+  double efficiency = 0;             ///< busy time / (workers x wall time), in percent
+};
+
 /// The account of one run.
 struct RunReport {
   std::string executor;            ///< the executor's name
@@ -55,6 +72,21 @@ struct RunReport {
   void write_cpu_csv(std::ostream& out) const;
   /// Chunk records as CSV: `worker,worker_type,start,end,slot,pid,start_ms,end_ms,failed`.
   void write_chunks_csv(std::ostream& out) const;
+  /// The chunk timeline as Chrome trace JSON (chrome://tracing, ui.perfetto.dev open it as it is): one
+  /// track per worker process, one slice per chunk named "<worker type> [start, end)".
+  void write_trace_json(std::ostream& out) const;
+  /// Per-slot chunks, busy and idle time, utilisation and chunk times; overall efficiency.
+  [[nodiscard]] Insights insights() const;
+  /// insights() as a table for a terminal.
+  [[nodiscard]] std::string format_insights() const;
+  /// Draws the chunk timeline as an SVG Gantt chart with gnuplot: a row per worker slot, a bar per
+  /// chunk, coloured by worker type. Throws Error if gnuplot (Debian: gnuplot-nox) is missing or fails.
+  void write_timeline_svg(const std::string& path) const;
+  /// Draws the per-core CPU utilisation as an SVG line chart with gnuplot (same errors).
+  void write_cpu_svg(const std::string& path) const;
 };
+
+/// Whether gnuplot can be run (the SVG charts need it).
+bool gnuplot_available();
 
 }  // namespace mpaio

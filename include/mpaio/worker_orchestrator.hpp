@@ -10,6 +10,7 @@
 #include <asio/awaitable.hpp>
 
 #include "mpaio/executor.hpp"
+#include "mpaio/progress_bar.hpp"
 #include "mpaio/run_report.hpp"
 #include "mpaio/worker.hpp"
 
@@ -38,6 +39,8 @@ struct OrchestratorOptions {
   std::chrono::milliseconds chunk_timeout{0};
   /// After a timeout, how long the worker has between SIGTERM and SIGKILL.
   std::chrono::milliseconds timeout_grace{1000};
+  /// A progress bar on stderr (chunks, percent, elements per second, ETA); `automatic`: only on a terminal.
+  ProgressMode progress = ProgressMode::off;
 };
 
 /// Dispatches the chunks of several workers (of different types and arrays) to one executor.
