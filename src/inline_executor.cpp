@@ -10,6 +10,7 @@ void InlineExecutor::start_run(const RunContext& context) {
   context_ = context;
   queue_.clear();
   scheduled_ = false;
+  stop_.store(0, std::memory_order_relaxed);
   active_ = std::make_shared<bool>(true);
 }
 
@@ -32,7 +33,7 @@ void InlineExecutor::run_next() {
   queue_.pop_front();
   const RunArray& array = context_.arrays[task.array];
   out_.clear();
-  const detail::ChunkCall call{array.data, array.meta.shape, task.range, &out_};
+  const detail::ChunkCall call{array.data, array.meta.shape, task.range, &out_, &stop_};
   const detail::ChunkExecution done = detail::execute_chunk(task.fn, call);
   ChunkOutcome outcome{task.id, out_, done.start_ns, done.end_ns, 0, ::getpid(), done.failed ? ChunkFailure::exception : ChunkFailure::none, done.error_type,
                        done.error_message};

@@ -283,6 +283,7 @@ struct ProcessPoolExecutor::Impl {
     if (fork_server <= 0) throw Error("ProcessPoolExecutor: the pool has been shut down");
     context = ctx;
     orphans.clear();
+    for (Slot& slot : slots) slot.channel.header().stop_requested.store(0, std::memory_order_relaxed);
     for (std::size_t i = 0; i < slots.size(); ++i) {
       if (!slots[i].alive || readable_now(slots[i].pidfd.get())) {  // died between runs
         if (slots[i].alive) (void)await_exit_report(i);
@@ -598,6 +599,9 @@ std::size_t ProcessPoolExecutor::concurrency() const noexcept { return impl_->sl
 void ProcessPoolExecutor::start_run(const RunContext& context) { impl_->start_run(context); }
 bool ProcessPoolExecutor::try_submit(const ChunkTask& task) { return impl_->try_submit(task); }
 void ProcessPoolExecutor::stop_run() noexcept { impl_->stop_run(); }
+void ProcessPoolExecutor::request_stop() noexcept {
+  for (auto& slot : impl_->slots) slot.channel.header().stop_requested.store(1, std::memory_order_relaxed);
+}
 pid_t ProcessPoolExecutor::worker_pid(std::size_t slot) const { return impl_->slots.at(slot).pid; }
 ChannelTraffic ProcessPoolExecutor::channel_traffic() const noexcept { return impl_->traffic; }
 pid_t ProcessPoolExecutor::fork_server_pid() const noexcept { return impl_->fork_server; }

@@ -37,6 +37,7 @@ void ThreadPoolExecutor::start_run(const RunContext& context) {
   std::lock_guard lock(mutex_);
   context_ = context;
   outstanding_ = 0;
+  stop_.store(0, std::memory_order_relaxed);
   token_ = std::make_shared<RunToken>();
 }
 
@@ -78,7 +79,7 @@ void ThreadPoolExecutor::thread_main(std::size_t slot) {
     }
     const RunArray& array = context.arrays[task.array];
     out.clear();
-    const detail::ChunkCall call{array.data, array.meta.shape, task.range, &out};
+    const detail::ChunkCall call{array.data, array.meta.shape, task.range, &out, &stop_};
     detail::ChunkExecution done = detail::execute_chunk(task.fn, call);
     asio::post(context.loop, [this, token, sink = context.sink, task, slot, pid, done = std::move(done),
                               result = out]() noexcept {

@@ -128,7 +128,7 @@ class WorkerOrchestrator::Run final : public RunSink {
         ++completed_;
         elements_done_ += range.size();
         if (progress_) progress_->update(completed_, elements_done_);
-        if (!stopping_) owner_.workers_[w]->deliver(outcome.result, range);
+        owner_.workers_[w]->deliver(outcome.result, range);  // even when stopping: it is a good result
       } else if (unsigned& attempts = attempts_[outcome.id]; attempts < owner_.options_.retries && !stopping_) {
         ++attempts;
         retry_.push_back(outcome.id);
@@ -276,6 +276,8 @@ WorkerOrchestrator::WorkerOrchestrator(Executor& executor, std::vector<WorkerBas
 }
 
 asio::awaitable<RunReport> WorkerOrchestrator::run() {
+  // Cancellation is handled below (grace period, then RunCancelled), not by Asio throwing at the next co_await.
+  co_await asio::this_coro::throw_if_cancelled(false);
   const auto loop = co_await asio::this_coro::executor;
   Run run(*this, loop);
   run.prepare();
@@ -306,9 +308,15 @@ asio::awaitable<RunReport> WorkerOrchestrator::run() {
   while (!run.finished()) {
     std::error_code ec;
     co_await run.done_signal().async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    // The signal only completes early when our caller cancels: stop now, stop_on_exit stops the chunks.
+    // The signal only completes early when our caller cancels: stop dispatching, let the chunks in
+    // flight see their StopToken for cancel_grace, then stop_on_exit stops what still runs.
     if (ec == asio::error::operation_aborted && !run.finished()) {
       run.cancel();
+      executor_.request_stop();
+      if (!run.finished() && options_.cancel_grace.count() > 0) {
+        run.done_signal().expires_after(options_.cancel_grace);
+        co_await run.done_signal().async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
       break;
     }
   }

@@ -108,6 +108,8 @@ class Executor {
   virtual void start_run(const RunContext& context) = 0;
   /// Queues a chunk; returns false when the executor's queues are full (try again after a report).
   virtual bool try_submit(const ChunkTask& task) = 0;
+  /// Asks the chunks in flight to end early (their StopToken reads true); they still report.
+  virtual void request_stop() noexcept = 0;
   /// Ends the run: chunks not yet reported are abandoned and never reported; stops them where it can.
   virtual void stop_run() noexcept = 0;
 };

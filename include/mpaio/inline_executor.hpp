@@ -2,6 +2,8 @@
 /// @file inline_executor.hpp
 /// InlineExecutor: runs chunks one at a time in the calling process, on its event loop.
 
+#include <atomic>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <vector>
@@ -19,6 +21,7 @@ class InlineExecutor final : public Executor {
   [[nodiscard]] std::size_t concurrency() const noexcept override { return 1; }
   void start_run(const RunContext& context) override;
   bool try_submit(const ChunkTask& task) override;
+  void request_stop() noexcept override { stop_.store(1, std::memory_order_relaxed); }
   void stop_run() noexcept override;
 
  private:
@@ -28,6 +31,7 @@ class InlineExecutor final : public Executor {
   std::deque<ChunkTask> queue_;
   std::vector<std::byte> out_;
   bool scheduled_ = false;
+  std::atomic<std::uint32_t> stop_{0};
   std::shared_ptr<bool> active_;  // shared with posted handlers: false once the run stops
 };
 

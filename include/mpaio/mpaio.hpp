@@ -18,6 +18,7 @@
 #include "mpaio/run_report.hpp"
 #include "mpaio/shared_array.hpp"
 #include "mpaio/shared_memory.hpp"
+#include "mpaio/stop_token.hpp"
 #include "mpaio/thread_pool_executor.hpp"
 #include "mpaio/worker.hpp"
 #include "mpaio/worker_orchestrator.hpp"

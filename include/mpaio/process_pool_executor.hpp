@@ -73,6 +73,7 @@ class ProcessPoolExecutor final : public Executor {
   [[nodiscard]] bool can_stop_chunks() const noexcept override { return true; }
   void start_run(const RunContext& context) override;
   bool try_submit(const ChunkTask& task) override;
+  void request_stop() noexcept override;
   void stop_run() noexcept override;
 
   /// The pid of worker `slot` (it changes when the worker is replaced).

@@ -2,7 +2,9 @@
 /// @file thread_pool_executor.hpp
 /// ThreadPoolExecutor: runs chunks on a pool of threads in the calling process.
 
+#include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <cstddef>
 #include <deque>
 #include <memory>
@@ -36,6 +38,7 @@ class ThreadPoolExecutor final : public Executor {
   [[nodiscard]] std::size_t concurrency() const noexcept override { return threads_.size(); }
   void start_run(const RunContext& context) override;
   bool try_submit(const ChunkTask& task) override;
+  void request_stop() noexcept override { stop_.store(1, std::memory_order_relaxed); }
   void stop_run() noexcept override;
 
  private:
@@ -50,6 +53,7 @@ class ThreadPoolExecutor final : public Executor {
   std::size_t running_ = 0;
   std::size_t outstanding_ = 0;  // submitted and not yet reported (loop thread only)
   bool stopping_ = false;
+  std::atomic<std::uint32_t> stop_{0};
   RunContext context_;
   std::shared_ptr<RunToken> token_;
   std::vector<std::thread> threads_;

@@ -2,6 +2,7 @@
 /// @file worker.hpp
 /// Worker<Derived, Result>: what to compute on each chunk, and what to do with each result.
 
+#include <atomic>
 #include <mutex>
 #include <span>
 #include <string>
@@ -9,12 +10,16 @@
 #include <typeinfo>
 #include <utility>
 
+#include <sys/types.h>
+#include <unistd.h>
+
 #include "mpaio/array_view.hpp"
 #include "mpaio/codec.hpp"
 #include "mpaio/data_iterator.hpp"
 #include "mpaio/detail/chunk_call.hpp"
 #include "mpaio/dtype.hpp"
 #include "mpaio/range.hpp"
+#include "mpaio/stop_token.hpp"
 
 namespace mpaio {
 
@@ -48,17 +53,26 @@ namespace detail {
 template <class Fn>
 struct ProcessSignature {
   static constexpr bool valid = false;
+  static constexpr bool takes_stop_token = false;
   using result = void;
   using element = void;
 };
 template <class R, class T>
 struct ProcessSignature<R (*)(ArrayView<const T>, Range)> {
   static constexpr bool valid = true;
+  static constexpr bool takes_stop_token = false;
   using result = R;
   using element = T;
 };
 template <class R, class T>
-struct ProcessSignature<R (*)(ArrayView<const T>, Range) noexcept> : ProcessSignature<R (*)(ArrayView<const T>, Range)> {};
+struct ProcessSignature<R (*)(ArrayView<const T>, Range, const StopToken&)> : ProcessSignature<R (*)(ArrayView<const T>, Range)> {
+  static constexpr bool takes_stop_token = true;
+};
+template <class R, class T>
+struct ProcessSignature<R (*)(ArrayView<const T>, Range, StopToken)>
+    : ProcessSignature<R (*)(ArrayView<const T>, Range, const StopToken&)> {};
+template <class R, class... A>
+struct ProcessSignature<R (*)(A...) noexcept> : ProcessSignature<R (*)(A...)> {};
 
 template <class D>
 concept HasStaticProcess = requires { +D::process; } && std::is_pointer_v<decltype(+D::process)> &&
@@ -78,6 +92,8 @@ struct SignatureOf<D, true> : ProcessSignature<decltype(+D::process)> {};
 /// CRTP base of a user's worker: Derived supplies
 ///
 ///     static Result process(mpaio::ArrayView<const T> data, mpaio::Range chunk);  // in a worker process
+///     // or, to end early when the run is cancelled:
+///     static Result process(mpaio::ArrayView<const T> data, mpaio::Range chunk, const mpaio::StopToken& stop);
 ///     void process_callback(Result result);                // on the event-loop thread, or:
 ///     void process_callback(Result result, mpaio::Range chunk);
 ///     static void init();                                  // optional: once per process, before its first chunk
@@ -97,7 +113,7 @@ class Worker : public WorkerBase {
                   "in a static member): `static Result process(mpaio::ArrayView<const T>, mpaio::Range)`. It runs "
                   "in a worker process and cannot use the worker object.");
     static_assert(Signature::valid,
-                  "mpaio::Worker: Derived::process must take (mpaio::ArrayView<const T>, mpaio::Range) and return "
+                  "mpaio::Worker: Derived::process must take (mpaio::ArrayView<const T>, mpaio::Range[, const mpaio::StopToken&]) and return "
                   "the result");
     static_assert(std::is_same_v<typename Signature::result, Result>,
                   "mpaio::Worker<Derived, Result>: Derived::process must return Result");
@@ -132,11 +148,25 @@ class Worker : public WorkerBase {
   static void run_chunk(const detail::ChunkCall& call) {
     using element = typename detail::SignatureOf<Derived>::element;
     if constexpr (detail::HasInit<Derived>) {
-      static std::once_flag once;
-      std::call_once(once, [] { Derived::init(); });
+      // Once per process, keyed on the pid rather than a std::once_flag: a worker forked (through the
+      // fork server) after this process ran init() inherits a set flag, but not what init() set up.
+      static std::mutex mutex;
+      static std::atomic<pid_t> done_in{0};
+      const pid_t self = ::getpid();
+      if (done_in.load(std::memory_order_acquire) != self) {
+        std::lock_guard lock(mutex);
+        if (done_in.load(std::memory_order_relaxed) != self) {
+          Derived::init();
+          done_in.store(self, std::memory_order_release);
+        }
+      }
     }
     ArrayView<const element> view(reinterpret_cast<const element*>(call.data), call.shape);
-    Codec<Result>::encode(Derived::process(view, call.range), *call.out);
+    if constexpr (detail::SignatureOf<Derived>::takes_stop_token) {
+      Codec<Result>::encode(Derived::process(view, call.range, StopToken(call.stop)), *call.out);
+    } else {
+      Codec<Result>::encode(Derived::process(view, call.range), *call.out);
+    }
   }
 };
 

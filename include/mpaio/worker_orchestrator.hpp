@@ -39,6 +39,9 @@ struct OrchestratorOptions {
   std::chrono::milliseconds chunk_timeout{0};
   /// After a timeout, how long the worker has between SIGTERM and SIGKILL.
   std::chrono::milliseconds timeout_grace{1000};
+  /// When run() is cancelled: how long chunks in flight get to see their StopToken and return a partial
+  /// result (delivered to the callbacks) before they are stopped.
+  std::chrono::milliseconds cancel_grace{100};
   /// A progress bar on stderr (chunks, percent, elements per second, ETA); `automatic`: only on a terminal.
   ProgressMode progress = ProgressMode::off;
 };

@@ -56,6 +56,7 @@ struct ChannelHeader {
   alignas(64) std::atomic<std::uint32_t> parent_armed; // caller sleeps on the eventfd: write it
   alignas(64) std::atomic<std::uint64_t> running;      // worker: id + 1 of the chunk it runs, 0 when none
   std::atomic<std::int64_t> running_since_ns;          // worker: when that chunk started
+  std::atomic<std::uint32_t> stop_requested;           // caller: the run is being cancelled (StopToken)
   alignas(64) std::atomic<std::int32_t> exit_pid;      // fork server: pid that exited, with its status
   std::int32_t exit_code;                              // exit status, or -1 when killed
   std::int32_t exit_signal;                            // signal that killed it, or 0
@@ -92,6 +93,7 @@ class Channel {
     h.parent_armed.store(0, std::memory_order_relaxed);
     h.running.store(0, std::memory_order_relaxed);
     h.running_since_ns.store(0, std::memory_order_relaxed);
+    h.stop_requested.store(0, std::memory_order_relaxed);
     h.exit_pid.store(0, std::memory_order_relaxed);
     h.exit_code = 0;
     h.exit_signal = 0;

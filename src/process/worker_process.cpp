@@ -116,8 +116,8 @@ class WorkerProcess {
     }
     const BoundArray& array = arrays_[task.array];
     out_.clear();
-    const ChunkCall call{array.data, array.shape, Range{task.start, task.end}, &out_};
     auto& h = channel_.header();
+    const ChunkCall call{array.data, array.shape, Range{task.start, task.end}, &out_, &h.stop_requested};
     h.running_since_ns.store(monotonic_ns(), std::memory_order_relaxed);
     h.running.store(task.chunk_id + 1, std::memory_order_release);  // for the caller's timeout watch
     const ChunkExecution done = execute_chunk(reinterpret_cast<ChunkFn>(task.fn), call);

@@ -1,6 +1,7 @@
 #pragma once
 // The type-erased entry point of a worker type: what a task record carries across processes.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -16,6 +17,7 @@ struct ChunkCall {
   std::span<const std::size_t> shape;    ///< the array's shape
   Range range;                           ///< the chunk
   std::vector<std::byte>* out = nullptr; ///< the encoded result is appended here
+  const std::atomic<std::uint32_t>* stop = nullptr;  ///< non-zero once the run is being cancelled
 };
 
 /// Runs one chunk: calls Derived::init() once per process, then Derived::process, and encodes the
