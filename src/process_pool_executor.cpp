@@ -384,12 +384,7 @@ struct ProcessPoolExecutor::Impl {
 
   /// Spins up to `ns` for a result to land; true if one did.
   [[nodiscard]] bool spin_for_result(std::int64_t ns) const {
-    const std::int64_t until = detail::monotonic_ns() + ns;
-    for (unsigned i = 1;; ++i) {
-      if (result_pending()) return true;
-      detail::cpu_relax();
-      if (i % 32 == 0 && detail::monotonic_ns() >= until) return false;
-    }
+    return detail::spin_until([this] { return result_pending(); }, ns);
   }
 
   /// Reads the result records of worker `index` and reports them.

@@ -2,6 +2,7 @@
 // Futex wait/wake on a 32-bit word in shared memory (process-shared: no FUTEX_PRIVATE_FLAG).
 
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +29,27 @@ inline void cpu_relax() noexcept {
 #elif defined(__aarch64__)
   asm volatile("yield");
 #endif
+}
+
+/// Waits up to `ns` nanoseconds for `ready()`, without sleeping: a short busy spin (a result is often
+/// microseconds away), then sched_yield() between checks, so that on a busy machine the process we wait
+/// for gets the CPU. Returns whether `ready()` became true.
+template <class Ready>
+bool spin_until(Ready ready, std::int64_t ns) {
+  if (ready()) return true;
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  const std::int64_t until = now.tv_sec * 1'000'000'000LL + now.tv_nsec + ns;
+  for (unsigned i = 1;; ++i) {
+    if (ready()) return true;
+    if (i < 512) {
+      cpu_relax();
+      continue;
+    }
+    ::sched_yield();
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec * 1'000'000'000LL + now.tv_nsec >= until) return ready();
+  }
 }
 
 }  // namespace mpaio::detail

@@ -68,13 +68,7 @@ class WorkerProcess {
   /// Spins for the configured time, then sleeps on the eventcount until `ready()` holds.
   template <class Ready>
   void wait_until(Ready ready) {
-    if (ready()) return;
-    const std::int64_t spin_until = monotonic_ns() + layout_.worker_spin.count();
-    for (unsigned i = 1;; ++i) {
-      if (ready()) return;
-      cpu_relax();
-      if (i % 64 == 0 && monotonic_ns() >= spin_until) break;
-    }
+    if (spin_until(ready, layout_.worker_spin.count())) return;
     auto& h = channel_.header();
     for (;;) {
       const std::uint32_t seq = h.worker_seq.load(std::memory_order_seq_cst);
