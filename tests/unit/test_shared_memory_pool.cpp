@@ -1,0 +1,185 @@
+// Unit tests of SharedMemoryPool in one process: allocation, alignment, size classes and TLSF, growth,
+// references, transfers, stale references, invariants.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "mpaio/shared_memory_pool.hpp"
+
+namespace {
+
+using mpaio::PoolArray;
+using mpaio::SharedMemoryPool;
+
+mpaio::PoolOptions small_pool() {
+  return {.segment_size = std::size_t{1} << 20, .max_segments = 8, .max_blocks = 1u << 14, .max_references = 1u << 15};
+}
+
+TEST(SharedMemoryPool, AllocatesTypedArraysAlignedTo64Bytes) {
+  auto pool = SharedMemoryPool::create(small_pool());
+  auto a = pool.allocate<double>({3, 4});
+  auto b = pool.allocate<std::uint8_t>({1});
+  auto c = pool.allocate<std::int16_t>({5, 6, 7});
+  EXPECT_EQ(a.size(), 12u);
+  EXPECT_EQ(c.size(), 210u);
+  EXPECT_EQ(std::vector<std::size_t>(a.shape().begin(), a.shape().end()), (std::vector<std::size_t>{3, 4}));
+  for (const void* p : {static_cast<const void*>(a.data()), static_cast<const void*>(b.data()), static_cast<const void*>(c.data())}) {
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 64, 0u);
+  }
+  std::iota(a.begin(), a.end(), 0.0);
+  EXPECT_EQ(a.view().row(2)[3], 11.0);
+  const auto s = pool.stats();
+  EXPECT_EQ(s.blocks_in_use, 3u);
+  EXPECT_EQ(s.bytes_in_use, 128u + 64u + 448u);
+  EXPECT_EQ(s.references, 3u);
+  pool.check_invariants();
+}
+
+TEST(SharedMemoryPool, MetaNamesTheSegmentAndOffsetLikeASharedArray) {
+  auto pool = SharedMemoryPool::create(small_pool());
+  auto a = pool.allocate<float>({8});
+  auto b = pool.allocate<float>({8});
+  const mpaio::ArrayMeta meta = b.meta();
+  EXPECT_TRUE(meta.shm_name.starts_with("memfd:mpaio-"));
+  EXPECT_EQ(meta.dtype, mpaio::dtype_of<float>());
+  EXPECT_EQ(meta.shape, (std::vector<std::size_t>{8}));
+  EXPECT_NE(meta.offset, a.meta().offset);
+  EXPECT_EQ(meta.offset % 64, 0u);
+}
+
+TEST(SharedMemoryPool, FreedWithTheLastHandleAndZeroBytesInUse) {
+  auto pool = SharedMemoryPool::create(small_pool());
+  {
+    auto a = pool.allocate<std::int32_t>({1000});
+    auto again = pool.attach<std::int32_t>(a.ref());
+    EXPECT_EQ(again.data(), a.data());
+    EXPECT_EQ(pool.stats().references, 2u);
+    a.reset();
+    EXPECT_EQ(pool.stats().blocks_in_use, 1u);
+  }
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  EXPECT_EQ(pool.stats().references, 0u);
+  pool.check_invariants();
+}
+
+TEST(SharedMemoryPool, StaleReferenceFailsClearly) {
+  auto pool = SharedMemoryPool::create(small_pool());
+  auto a = pool.allocate<std::int64_t>({16});
+  const mpaio::PoolArrayRef ref = a.ref();
+  a.reset();
+  auto b = pool.allocate<std::int64_t>({16});  // most likely the same block, a new generation
+  try {
+    (void)pool.attach<std::int64_t>(ref);
+    FAIL() << "attach of a freed array succeeded";
+  } catch (const mpaio::StalePoolReference& e) {
+    EXPECT_NE(std::string(e.what()).find("was freed"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)pool.attach<float>(b.ref()), mpaio::InvalidArgument);
+  auto other = SharedMemoryPool::create(small_pool());
+  EXPECT_THROW((void)other.attach<std::int64_t>(b.ref()), mpaio::StalePoolReference);
+}
+
+TEST(SharedMemoryPool, TransferTokensAreGoodOnce) {
+  auto pool = SharedMemoryPool::create(small_pool());
+  auto a = pool.allocate<float>({4, 4});
+  const mpaio::PoolTransfer t1 = pool.send(a);
+  const mpaio::PoolTransfer t2 = pool.send(a);  // the same array sent twice: two references
+  a.reset();
+  EXPECT_EQ(pool.stats().in_flight, 2u);
+  EXPECT_EQ(pool.stats().blocks_in_use, 1u);
+  auto r1 = pool.adopt<float>(t1);
+  EXPECT_THROW((void)pool.adopt<float>(t1), mpaio::StalePoolReference);
+  pool.drop(t2);
+  EXPECT_THROW(pool.drop(t2), mpaio::StalePoolReference);
+  EXPECT_EQ(pool.stats().blocks_in_use, 1u);
+  r1.reset();
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  pool.check_invariants();
+}
+
+TEST(SharedMemoryPool, RowReferencesViewPartOfAnArray) {
+  auto pool = SharedMemoryPool::create(small_pool());
+  auto a = pool.allocate<std::int32_t>({10, 3});
+  std::iota(a.begin(), a.end(), 0);
+  auto rows = pool.attach<std::int32_t>(a.ref(mpaio::Range{4, 6}));
+  EXPECT_EQ(rows.size(), 6u);
+  EXPECT_EQ(rows[0], 12);
+  EXPECT_EQ(rows.meta().offset, a.meta().offset + 12 * sizeof(std::int32_t));
+  EXPECT_THROW((void)a.ref(mpaio::Range{9, 11}), mpaio::InvalidArgument);
+}
+
+TEST(SharedMemoryPool, GrowsBySegmentsAndCoalescesFreeSpace) {
+  auto pool = SharedMemoryPool::create(small_pool());
+  std::vector<PoolArray<std::uint8_t>> arrays;
+  for (int i = 0; i < 40; ++i) arrays.push_back(pool.allocate<std::uint8_t>({100'000}));
+  EXPECT_GE(pool.stats().segments, 4u);
+  arrays.clear();
+  pool.check_invariants();
+  // Everything coalesced again: a segment-sized array fits without a new segment.
+  const auto segments = pool.stats().segments;
+  auto big = pool.allocate<std::uint8_t>({1u << 20});
+  EXPECT_EQ(pool.stats().segments, segments);
+  auto huge = pool.allocate<std::uint8_t>({3u << 20});  // larger than a segment: a segment of its own
+  EXPECT_EQ(pool.stats().segments, segments + 1);
+  pool.check_invariants();
+}
+
+TEST(SharedMemoryPool, ExhaustionNamesTheNumbers) {
+  auto pool = SharedMemoryPool::create({.segment_size = 1 << 16, .max_segments = 1, .max_blocks = 64, .max_references = 64});
+  auto a = pool.allocate<std::uint8_t>({40'000});
+  try {
+    (void)pool.allocate<std::uint8_t>({40'000});
+    FAIL();
+  } catch (const mpaio::PoolExhausted& e) {
+    EXPECT_EQ(e.requested(), 40'000u);
+    EXPECT_GT(e.free_bytes(), 20'000u);
+  }
+  EXPECT_THROW((void)pool.allocate<std::uint8_t>({0}), mpaio::InvalidArgument);
+}
+
+TEST(SharedMemoryPool, RandomWorkloadKeepsInvariants) {
+  auto pool = SharedMemoryPool::create(small_pool());
+  std::mt19937 rng(7);
+  std::vector<PoolArray<std::uint8_t>> live;
+  for (int step = 0; step < 20'000; ++step) {
+    if (live.empty() || (live.size() < 150 && rng() % 100 < 55)) {
+      const std::size_t n = rng() % 4 == 0 ? 4096 + rng() % 200'000 : 1 + rng() % 4096;
+      auto a = pool.allocate<std::uint8_t>({n});
+      a[0] = static_cast<std::uint8_t>(step);
+      a[n - 1] = static_cast<std::uint8_t>(step);
+      live.push_back(std::move(a));
+    } else {
+      std::swap(live[rng() % live.size()], live.back());
+      live.pop_back();
+    }
+    if (step % 2000 == 0) pool.check_invariants();
+  }
+  live.clear();
+  pool.check_invariants();
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+}
+
+TEST(SharedMemoryPool, FoundByIdAndMovable) {
+  auto pool = SharedMemoryPool::create(small_pool());
+  const auto id = pool.id();
+  EXPECT_EQ(SharedMemoryPool::find(id), &pool);
+  SharedMemoryPool moved = std::move(pool);
+  EXPECT_EQ(SharedMemoryPool::find(id), &moved);
+  EXPECT_EQ(moved.owner(), ::getpid());
+}
+
+TEST(SharedMemoryPool, NamedPoolAttachesByName) {
+  auto pool = SharedMemoryPool::create({.kind = mpaio::SegmentKind::named, .segment_size = 1 << 20, .max_blocks = 1024,
+                                        .max_references = 1024});
+  EXPECT_TRUE(pool.name().starts_with("/mpaio-"));
+  auto a = pool.allocate<std::int32_t>({4});
+  a[3] = 42;
+  EXPECT_TRUE(a.meta().shm_name.starts_with("/mpaio-"));
+}
+
+}  // namespace
