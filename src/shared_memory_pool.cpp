@@ -17,7 +17,9 @@ SharedMemoryPool SharedMemoryPool::create(PoolOptions options) {
   const std::size_t size = detail::PoolCore::control_size_for(options);
   SharedMemory control = SharedMemory::create(size, {.kind = options.kind});
   detail::PoolCore::format(*reinterpret_cast<detail::pool::Header*>(control.data()), options, size);
-  return SharedMemoryPool(std::make_unique<detail::PoolCore>(std::move(control), true));
+  SharedMemoryPool pool(std::make_unique<detail::PoolCore>(std::move(control), true));
+  pool.core_->add_first_segment();  // held by the owner, so that it outlives any worker
+  return pool;
 }
 
 SharedMemoryPool SharedMemoryPool::attach(std::string_view name) {
@@ -56,6 +58,7 @@ std::size_t SharedMemoryPool::checked_bytes(std::span<const std::size_t> shape, 
 
 void SharedMemoryPool::drop(const PoolTransfer& transfer) { core_->drop(transfer); }
 std::size_t SharedMemoryPool::reclaim_dead() { return core_->reclaim_dead(); }
+std::size_t SharedMemoryPool::release_orphaned_transfers() { return core_->release_orphaned_transfers(); }
 void SharedMemoryPool::check_invariants() const { core_->check_invariants(); }
 PoolStats SharedMemoryPool::stats() const { return core_->stats(); }
 const std::string& SharedMemoryPool::name() const noexcept { return core_->name(); }

@@ -133,6 +133,9 @@ class SharedMemoryPool {
   /// (checked by pid and start time, so a reused pid is not mistaken for it); returns how many. Called
   /// automatically before the pool grows; call it when a worker dies.
   std::size_t reclaim_dead();
+  /// Releases the transfers still in flight whose sender died (reclaim_dead() marks them): call it when
+  /// no message from a dead process can arrive any more (after a run). Returns how many.
+  std::size_t release_orphaned_transfers();
   /// Checks the shared bookkeeping (block chains, free lists, bitmaps, reference counts, counters);
   /// throws PoolCorrupted describing the first violation.
   void check_invariants() const;

@@ -1,6 +1,7 @@
 #include "pool/pool_core.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/random.h>
@@ -257,6 +258,11 @@ PoolCore::~PoolCore() {
     auto it = pools().by_id.find(h_->pool_id);
     if (it != pools().by_id.end() && it->second == this) pools().by_id.erase(it);
   }
+  if (owner_ && epoch_ == pool_fork_epoch.load()) {
+    for (std::uint32_t s = 0; s < h_->segment_count && s < kMaxSegments; ++s) {
+      if (h_->segments[s].kind == static_cast<std::uint32_t>(SegmentKind::named)) ::shm_unlink(h_->segments[s].name);
+    }
+  }
   // A process that attached leaves the pool: release what it still holds and free its slot.
   if (!owner_ && slot_ != kNone && epoch_ == pool_fork_epoch.load()) {
     try {
@@ -367,24 +373,35 @@ void PoolCore::adopt_segments() {
     count = h_->segment_count;
   }
   for (std::uint32_t s = 0; s < count; ++s) {
-    if (bases_[s].load(std::memory_order_acquire) != nullptr) continue;
     try {
       base_of(s);
     } catch (const Error&) {
-      continue;  // its holder is gone before anyone else mapped it
+      continue;  // its creator died before anyone mapped it: its blocks are lost until the pool goes
     }
+    if (h_->kind != static_cast<std::uint32_t>(SegmentKind::anonymous)) continue;
     std::lock_guard local(local_mutex_);
-    if (h_->segments[s].kind == static_cast<std::uint32_t>(SegmentKind::anonymous) && !opened_.empty()) {
-      Locked l(*this);
-      set(h_->segments[s].holder_pid, static_cast<std::int32_t>(::getpid()));
-      set(h_->segments[s].holder_fd, opened_.back()->fd());
+    SharedMemory* held = nullptr;
+    for (auto& seg : created_) {
+      if (seg->name() == names_[s] && seg->kind() == SegmentKind::named) held = seg.get();
     }
+    if (held == nullptr) continue;
+    {
+      Locked l(*this);
+      if (h_->segments[s].kind != static_cast<std::uint32_t>(SegmentKind::named)) continue;
+      set(h_->segments[s].holder_pid, static_cast<std::int32_t>(::getpid()));
+      set(h_->segments[s].holder_fd, held->fd());
+      set(h_->segments[s].kind, static_cast<std::uint32_t>(SegmentKind::anonymous));
+    }
+    ::shm_unlink(held->name().c_str());  // reachable through /proc/<owner>/fd from now on
   }
+  known_segments_ = count;
 }
 
 void PoolCore::grow(std::uint64_t size) {
   const std::uint64_t bytes = std::max<std::uint64_t>(h_->segment_size, round_up(size, 4096));
-  const auto kind = static_cast<SegmentKind>(h_->kind);
+  // A segment another process creates must outlive it: it is created named (and kept) so that anyone can
+  // open it, until the owner adopts it (anonymous pools: maps it, then unlinks the name).
+  const auto kind = owner_ ? static_cast<SegmentKind>(h_->kind) : SegmentKind::named;
   {
     Locked l(*this);
     if (h_->segment_count >= h_->max_segments) {
@@ -394,6 +411,7 @@ void PoolCore::grow(std::uint64_t size) {
     }
   }
   auto segment = std::make_unique<SharedMemory>(SharedMemory::create(bytes, {.kind = kind}));
+  if (!owner_) segment->keep();
   if (segment->name().size() >= sizeof(SegmentRecord::name)) throw InvalidArgument("SharedMemoryPool: segment name too long");
   std::uint32_t index = 0;
   {
@@ -604,6 +622,7 @@ std::uint32_t PoolCore::new_record(std::uint32_t block, std::uint32_t state, std
   set(rec.block, block);
   set(rec.holder, holder);
   set(rec.state, state);
+  set(rec.next_free, state == record_in_flight ? slot_ : kNone);  // in flight: the sender's slot
   set(blocks_[block].refs, blocks_[block].refs + 1);
   if (state == record_held) {
     set(h_->references, h_->references + 1);
@@ -654,6 +673,7 @@ void PoolCore::check_record(std::uint32_t r, std::uint32_t state, const PoolTran
 
 PoolBlock PoolCore::allocate(std::size_t nbytes) {
   ensure_slot();
+  if (owner_ && h_->segment_count != known_segments_) adopt_segments();
   const std::uint64_t size = round_up(std::max<std::uint64_t>(nbytes, 1), kAlign);
   for (int attempt = 0;; ++attempt) {
     PoolBlock out{};
@@ -686,6 +706,7 @@ PoolBlock PoolCore::allocate(std::size_t nbytes) {
 
 PoolBlock PoolCore::attach(const PoolArrayRef& ref) {
   ensure_slot();
+  if (owner_ && h_->segment_count != known_segments_) adopt_segments();
   if (ref.pool_id != h_->pool_id) {
     throw StalePoolReference(fmt::format("SharedMemoryPool {}: the reference belongs to pool {:016x}, not {:016x}", name(),
                                          ref.pool_id, h_->pool_id));
@@ -731,6 +752,7 @@ PoolTransfer PoolCore::send(std::uint32_t record, const PoolArrayRef& ref, pid_t
 
 PoolBlock PoolCore::adopt(const PoolTransfer& t) {
   ensure_slot();
+  if (owner_ && h_->segment_count != known_segments_) adopt_segments();
   if (t.array.pool_id != h_->pool_id) {
     throw StalePoolReference(fmt::format("SharedMemoryPool {}: the transfer belongs to pool {:016x}", name(), t.array.pool_id));
   }
@@ -775,6 +797,10 @@ std::size_t PoolCore::reclaim_dead() {
     const ProcessSlot& now = h_->processes[i];
     if (now.state != slot_live || now.pid != seen.pid || now.start_time != seen.start_time) continue;
     for (std::uint32_t r = 0; r < h_->records_hwm; ++r) {
+      if (records_[r].state == record_in_flight && records_[r].next_free == i) {
+        set(records_[r].next_free, kNone);  // its sender is gone: an orphan (release_orphaned_transfers)
+        commit();
+      }
       if (records_[r].state != record_free && records_[r].holder == i) {
         release_record(r);
         set(h_->reclaimed, h_->reclaimed + 1);
@@ -784,6 +810,20 @@ std::size_t PoolCore::reclaim_dead() {
     }
     set(h_->processes[i].state, std::uint32_t{slot_free});
     set(h_->process_count, h_->process_count - 1);
+  }
+  return released;
+}
+
+std::size_t PoolCore::release_orphaned_transfers() {
+  ensure_slot();
+  Locked l(*this);
+  std::size_t released = 0;
+  for (std::uint32_t r = 0; r < h_->records_hwm; ++r) {
+    if (records_[r].state == record_in_flight && records_[r].next_free == kNone) {
+      release_record(r);
+      commit();
+      ++released;
+    }
   }
   return released;
 }

@@ -55,6 +55,9 @@ class PoolCore {
   PoolBlock adopt(const PoolTransfer& transfer);
   void drop(const PoolTransfer& transfer);
   std::size_t reclaim_dead();
+  std::size_t release_orphaned_transfers();
+  /// Owner: adds the first data segment.
+  void add_first_segment() { grow(h_->segment_size); }
   void check_invariants();
   PoolStats stats();
 
@@ -108,6 +111,7 @@ class PoolCore {
   bool owner_ = false;
   std::uint32_t slot_ = pool::kNone;
   std::uint64_t epoch_ = 0;
+  std::uint32_t known_segments_ = 0;  // owner: segments adopted so far
   std::array<std::atomic<std::byte*>, pool::kMaxSegments> bases_{};
   std::mutex local_mutex_;  // guards the three below
   std::array<std::string, pool::kMaxSegments> names_;

@@ -52,7 +52,7 @@ struct RefRecord {
   std::uint32_t block;
   std::uint32_t state;   // RecordState
   std::uint32_t holder;  // process slot: the holder (held) or the receiver (in flight)
-  std::uint32_t next_free;
+  std::uint32_t next_free;  // free: the next free record; in flight: the sender's slot (kNone: orphan)
 };
 
 /// A process that uses the pool; pid and start time identify it even after its pid is reused.

@@ -1,0 +1,328 @@
+// SharedMemoryPool across processes: arrays allocated in one process and freed in another, transfers,
+// SIGKILL of a process holding blocks, SIGKILL inside the locked section at every injected point, arrays
+// returned by ProcessPoolExecutor workers (10^5 of them, dropped at once), the same array sent twice, and
+// segments added after a fork. Every test runs under a Watchdog, every fork under a deadline.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "mpaio/mpaio.hpp"
+#include "support/child_process.hpp"
+#include "support/watchdog.hpp"
+
+namespace {
+
+using mpaio::PoolArray;
+using mpaio::PoolTransfer;
+using mpaio::SharedMemoryPool;
+using mpaio::detail::PoolFaultPoint;
+
+mpaio::PoolOptions test_pool() {
+  return {.segment_size = std::size_t{4} << 20, .max_segments = 16, .max_blocks = 1u << 18, .max_references = 1u << 18};
+}
+
+/// A pipe for passing trivially copyable values from one process to another.
+struct Pipe {
+  int fds[2] = {-1, -1};
+  Pipe() { EXPECT_EQ(::pipe(fds), 0); }
+  ~Pipe() {
+    for (int fd : fds) if (fd >= 0) ::close(fd);
+  }
+  template <class T>
+  void put(const T& value) const {
+    const auto* p = reinterpret_cast<const char*>(&value);
+    for (std::size_t done = 0; done < sizeof(T);) {
+      const ssize_t n = ::write(fds[1], p + done, sizeof(T) - done);
+      if (n <= 0) std::abort();
+      done += static_cast<std::size_t>(n);
+    }
+  }
+  template <class T>
+  T get() const {
+    T value{};
+    auto* p = reinterpret_cast<char*>(&value);
+    for (std::size_t done = 0; done < sizeof(T);) {
+      const ssize_t n = ::read(fds[0], p + done, sizeof(T) - done);
+      if (n <= 0) throw std::runtime_error("pipe closed");
+      done += static_cast<std::size_t>(n);
+    }
+    return value;
+  }
+};
+
+/// Forks `body` without waiting; the child _exits with its return value.
+template <class Body>
+pid_t spawn(Body&& body) {
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    int code = 120;
+    try {
+      code = body();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "child: %s\n", e.what());
+    }
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  return pid;
+}
+
+TEST(PoolProcess, ArraysAllocatedInAChildAreAdoptedAndFreedByTheParent) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create(test_pool());
+  Pipe pipe;
+  constexpr int kArrays = 200;
+  const pid_t child = spawn([&] {
+    for (int i = 0; i < kArrays; ++i) {
+      auto a = pool.allocate<std::int32_t>({static_cast<std::size_t>(1 + i * 37)});
+      std::iota(a.begin(), a.end(), i);
+      pipe.put(pool.send(a));  // the in-flight reference outlives `a`
+    }
+    return 0;
+  });
+  std::vector<PoolArray<std::int32_t>> got;
+  for (int i = 0; i < kArrays; ++i) got.push_back(pool.adopt<std::int32_t>(pipe.get<PoolTransfer>()));
+  EXPECT_TRUE(mpaio_test::wait_child(child).exited_with(0));
+  for (int i = 0; i < kArrays; ++i) {
+    ASSERT_EQ(got[i].size(), static_cast<std::size_t>(1 + i * 37));
+    EXPECT_EQ(got[i][0], i);
+    EXPECT_EQ(got[i][got[i].size() - 1], i + static_cast<int>(got[i].size()) - 1);
+  }
+  EXPECT_EQ(pool.stats().in_flight, 0u);
+  got.clear();
+  pool.reclaim_dead();
+  pool.check_invariants();
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+}
+
+TEST(PoolProcess, AChildFreesAnArrayTheParentAllocated) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create(test_pool());
+  auto a = pool.allocate<double>({64});
+  a[5] = 2.5;
+  const PoolTransfer t = pool.send(a);
+  a.reset();  // only the transfer keeps it alive now
+  const auto result = mpaio_test::run_in_child([&] {
+    auto mine = pool.adopt<double>(t);
+    return mine[5] == 2.5 ? 0 : 1;  // `mine` is freed here, in the child
+  });
+  EXPECT_TRUE(result.exited_with(0)) << result.describe();
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  pool.check_invariants();
+}
+
+TEST(PoolProcess, TheSameArraySentTwiceLivesUntilBothAreDropped) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create(test_pool());
+  Pipe pipe;
+  const pid_t child = spawn([&] {
+    auto a = pool.allocate<std::int64_t>({1000});
+    std::iota(a.begin(), a.end(), 0);
+    pipe.put(pool.send(a));
+    pipe.put(pool.send(a));
+    return 0;
+  });
+  const auto t1 = pipe.get<PoolTransfer>();
+  const auto t2 = pipe.get<PoolTransfer>();
+  EXPECT_TRUE(mpaio_test::wait_child(child).exited_with(0));
+  auto first = pool.adopt<std::int64_t>(t1);
+  {
+    auto second = pool.adopt<std::int64_t>(t2);
+    EXPECT_EQ(second.data(), first.data());
+  }
+  // Dropping one copy left the other intact: no block was reused under it.
+  auto fresh = pool.allocate<std::int64_t>({1000});
+  std::fill(fresh.begin(), fresh.end(), -1);
+  EXPECT_EQ(first[999], 999);
+  EXPECT_THROW((void)pool.adopt<std::int64_t>(t2), mpaio::StalePoolReference);
+  first.reset();
+  fresh.reset();
+  pool.check_invariants();
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+}
+
+TEST(PoolProcess, SigkillOfAProcessHolding1000BlocksReclaimsThemAll) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create(test_pool());
+  auto kept = pool.allocate<float>({10});
+  Pipe ready;
+  const pid_t child = spawn([&] {
+    std::vector<PoolArray<std::uint8_t>> held;
+    for (int i = 0; i < 1000; ++i) held.push_back(pool.allocate<std::uint8_t>({static_cast<std::size_t>(64 + i * 100)}));
+    ready.put(1);
+    ::pause();
+    return 0;
+  });
+  ASSERT_EQ(ready.get<int>(), 1);
+  EXPECT_EQ(pool.stats().blocks_in_use, 1001u);
+  ::kill(child, SIGKILL);
+  EXPECT_EQ(mpaio_test::wait_child(child).signal, SIGKILL);
+  EXPECT_EQ(pool.reclaim_dead(), 1000u);
+  pool.check_invariants();
+  const auto s = pool.stats();
+  EXPECT_EQ(s.blocks_in_use, 1u);
+  EXPECT_EQ(s.bytes_in_use, 64u);
+  EXPECT_EQ(s.reclaimed_references, 1000u);
+}
+
+TEST(PoolProcess, InFlightReferencesToADeadReceiverAreReclaimed) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create(test_pool());
+  Pipe go;
+  const pid_t child = spawn([&] {
+    (void)go.get<int>();
+    return 0;  // dies without adopting what was sent to it
+  });
+  {
+    auto a = pool.allocate<std::int32_t>({100});
+    (void)pool.send(a, child);
+  }
+  EXPECT_EQ(pool.stats().in_flight, 1u);
+  go.put(1);
+  EXPECT_TRUE(mpaio_test::wait_child(child).exited_with(0));
+  EXPECT_EQ(pool.reclaim_dead(), 1u);
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  pool.check_invariants();
+}
+
+TEST(PoolProcess, AChildAttachesASegmentAddedAfterTheFork) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create(test_pool());
+  Pipe refs;
+  const pid_t child = spawn([&] {
+    auto a = pool.attach<std::int32_t>(refs.get<mpaio::PoolArrayRef>());  // via /proc/<parent>/fd/<n>
+    return a[a.size() - 1] == 77 ? 0 : 1;
+  });
+  auto big = pool.allocate<std::int32_t>({std::size_t{3} << 20});  // 12 MiB: a segment of its own
+  big[big.size() - 1] = 77;
+  refs.put(big.ref());
+  const auto result = mpaio_test::wait_child(child);
+  EXPECT_TRUE(result.exited_with(0)) << result.describe();
+  big.reset();
+  pool.reclaim_dead();
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+}
+
+TEST(PoolProcess, NamedPoolAttachedByNameInAnotherProcess) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create({.kind = mpaio::SegmentKind::named, .segment_size = 1 << 20,
+                                        .max_blocks = 4096, .max_references = 4096});
+  auto a = pool.allocate<std::int16_t>({8});
+  a[7] = 7;
+  const std::string name = pool.name();
+  const auto ref = a.ref();
+  const auto result = mpaio_test::run_in_child([&] {
+    auto other = SharedMemoryPool::attach(name);
+    auto b = other.attach<std::int16_t>(ref);
+    auto c = other.allocate<std::int16_t>({8});
+    return b[7] == 7 ? 0 : 1;  // leaving releases b and c and the slot
+  });
+  EXPECT_TRUE(result.exited_with(0)) << result.describe();
+  EXPECT_EQ(pool.stats().blocks_in_use, 1u);
+  pool.check_invariants();
+}
+
+// ---- SIGKILL inside the locked section ----------------------------------------------------------------------
+
+PoolFaultPoint g_point;
+int g_countdown = 0;
+void kill_at_point(PoolFaultPoint point) {
+  if (point == g_point && --g_countdown == 0) ::raise(SIGKILL);
+}
+
+class PoolFault : public ::testing::TestWithParam<std::tuple<PoolFaultPoint, int>> {};
+
+TEST_P(PoolFault, TheNextLockerRecoversAndTheInvariantsHold) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create(test_pool());
+  std::vector<PoolArray<std::uint8_t>> mine;
+  for (int i = 0; i < 50; ++i) mine.push_back(pool.allocate<std::uint8_t>({static_cast<std::size_t>(100 + i * 999)}));
+  for (int i = 0; i < 50; i += 3) mine[i].reset();
+  const auto [point, nth] = GetParam();
+  const auto result = mpaio_test::run_in_child([&, point = point, nth = nth] {
+    g_point = point;
+    g_countdown = nth;
+    mpaio::detail::set_pool_fault_hook(&kill_at_point);
+    std::vector<PoolArray<std::uint8_t>> held;
+    for (int round = 0; round < 200; ++round) {
+      held.push_back(pool.allocate<std::uint8_t>({static_cast<std::size_t>(64 + (round * 7919) % 20'000)}));
+      if (round % 3 == 2) held.erase(held.begin() + round % static_cast<int>(held.size()));
+      if (round % 5 == 0) pool.drop(pool.send(held.back()));
+      if (round % 7 == 0) auto again = pool.attach<std::uint8_t>(held.front().ref());
+    }
+    return 3;  // the point was never reached
+  });
+  ASSERT_EQ(result.signal, SIGKILL) << result.describe();
+  const auto before = pool.stats();  // locks: the dead owner's transaction is rolled back
+  EXPECT_EQ(before.recoveries, 1u);
+  pool.check_invariants();
+  pool.reclaim_dead();
+  pool.release_orphaned_transfers();  // a transfer the child sent and was dropping when it died
+  pool.check_invariants();
+  for (auto& a : mine) {
+    if (a) EXPECT_NO_THROW(a.reset());
+  }
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  auto after = pool.allocate<std::uint8_t>({5000});  // still allocates
+  pool.check_invariants();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Points, PoolFault,
+    ::testing::Combine(::testing::Values(PoolFaultPoint::locked, PoolFaultPoint::block_taken, PoolFaultPoint::block_split,
+                                         PoolFaultPoint::reference_taken, PoolFaultPoint::block_merged,
+                                         PoolFaultPoint::reference_released, PoolFaultPoint::before_commit),
+                       ::testing::Values(1, 17, 60)));
+
+// ---- arrays returned by ProcessPoolExecutor workers ---------------------------------------------------------
+
+SharedMemoryPool* g_pool = nullptr;  // created before the executor: inherited by its workers
+
+struct TileDoubler : mpaio::Worker<TileDoubler, PoolArray<float>> {
+  using Worker::Worker;
+  static PoolArray<float> process(mpaio::ArrayView<const std::int32_t> data, mpaio::Range r) {
+    auto out = g_pool->allocate<float>({2, 2});
+    for (float& x : out) x = static_cast<float>(2 * data[r.start]);
+    return out;  // travels as a transfer addressed to the pool's owner
+  }
+  void process_callback(PoolArray<float> tile, mpaio::Range r) {
+    if (tile[3] != static_cast<float>(2 * r.start)) ++wrong;
+    tiles.push_back(std::move(tile));
+  }
+  std::vector<PoolArray<float>> tiles;
+  int wrong = 0;
+};
+
+TEST(PoolProcess, HundredThousandArraysReturnedByWorkersAndDroppedAtOnce) {
+  mpaio_test::Watchdog watchdog(240);
+  auto pool = SharedMemoryPool::create(test_pool());
+  g_pool = &pool;
+  constexpr std::size_t kTiles = 100'000;
+  auto indices = mpaio::SharedArray<std::int32_t>::create({kTiles});
+  std::iota(indices.begin(), indices.end(), 0);
+  {
+    mpaio::ProcessPoolExecutor executor({.workers = 2});
+    TileDoubler doubler{mpaio::DataIterator::chunks(indices.meta(), 1)};
+    mpaio::WorkerOrchestrator orchestrator{executor, {&doubler}};
+    orchestrator.run_blocking();
+    EXPECT_EQ(doubler.tiles.size(), kTiles);
+    EXPECT_EQ(doubler.wrong, 0);
+    EXPECT_EQ(pool.stats().blocks_in_use, kTiles);
+    EXPECT_EQ(pool.stats().in_flight, 0u);
+    doubler.tiles.clear();  // all at once
+    EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  }
+  pool.reclaim_dead();  // the workers' slots
+  pool.check_invariants();
+  EXPECT_EQ(pool.stats().processes, 1u);
+  g_pool = nullptr;
+}
+
+}  // namespace
