@@ -285,12 +285,19 @@ struct ProcessPoolExecutor::Impl {
     orphans.clear();
     for (Slot& slot : slots) slot.channel.header().stop_requested.store(0, std::memory_order_relaxed);
     for (std::size_t i = 0; i < slots.size(); ++i) {
-      if (!slots[i].alive || readable_now(slots[i].pidfd.get())) {  // died between runs
-        if (slots[i].alive) (void)await_exit_report(i);
+      Slot& slot = slots[i];
+      slot.in_flight.clear();
+      // A worker told to retire is leaving (its chunks are done): replace it now rather than race it.
+      if (slot.alive && (slot.retiring || readable_now(slot.pidfd.get()))) retire(i);
+      if (!slot.alive) spawn(i);
+      try {
+        prepare(i);
+      } catch (const SystemError&) {
+        if (!readable_now(slot.pidfd.get())) throw;
+        retire(i);  // it died between our check and the bind: once more with a new one
         spawn(i);
+        prepare(i);
       }
-      slots[i].in_flight.clear();
-      prepare(i);
     }
     uint64_t drained = 0;
     (void)::read(eventfd.get(), &drained, sizeof drained);  // stale wake-ups from between runs
@@ -335,6 +342,18 @@ struct ProcessPoolExecutor::Impl {
       slot.timed_out = running;
       slot.stop_sent_ns = now;
     }
+  }
+
+  /// Waits (up to the shutdown grace) for worker `index` to exit, kills it if it does not, and collects
+  /// its exit report: the slot is then free for a new worker.
+  void retire(std::size_t index) {
+    Slot& slot = slots[index];
+    pollfd p{slot.pidfd.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(options.shutdown_grace.count())) <= 0) {
+      ::syscall(SYS_pidfd_send_signal, slot.pidfd.get(), SIGKILL, nullptr, 0);
+    }
+    (void)await_exit_report(index);
+    slot.alive = false;
   }
 
   void watch_death(std::size_t index) {
