@@ -108,6 +108,7 @@ ArrayMeta ArrayMeta::from_json(std::string_view json) {
   }
   try {
     (void)meta.nbytes();
+    (void)meta.row_size();  // with a zero extent first, nbytes() is 0 whatever the others multiply to
   } catch (const InvalidArgument& e) {
     throw DecodeError(fmt::format("ArrayMeta JSON: {}", e.what()));
   }

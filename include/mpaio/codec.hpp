@@ -54,6 +54,7 @@ class ByteInputArchive : public cereal::InputArchive<ByteInputArchive, cereal::A
       throw DecodeError("result record ends early: " + std::to_string(size) + " bytes wanted, " +
                         std::to_string(in_.size()) + " left");
     }
+    if (size == 0) return;  // `data` may then be null (an empty vector's), which memcpy must never get
     std::memcpy(data, in_.data(), size);
     in_ = in_.subspan(size);
   }
@@ -70,6 +71,14 @@ std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_SAVE_FUNCTION_NAME(ByteOutputAr
 template <class T>
 std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_LOAD_FUNCTION_NAME(ByteInputArchive& ar, T& t) {
   ar.loadBinary(std::addressof(t), sizeof t);
+}
+/// A bool travels as one byte that must be 0 or 1: any other byte would make an invalid bool.
+inline void CEREAL_LOAD_FUNCTION_NAME(ByteInputArchive& ar, bool& t) {
+  static_assert(sizeof(bool) == 1);
+  unsigned char byte = 0;
+  ar.loadBinary(&byte, 1);
+  if (byte > 1) throw DecodeError("result record holds " + std::to_string(byte) + " for a bool");
+  t = byte == 1;
 }
 template <class Archive, class T>
 CEREAL_ARCHIVE_RESTRICT(ByteInputArchive, ByteOutputArchive)
@@ -149,7 +158,7 @@ struct Codec<std::vector<T, A>> {
   static std::vector<T, A> decode(std::span<const std::byte> in) {
     if (in.size() % sizeof(T) != 0) detail::throw_size_mismatch("vector result (multiple of)", sizeof(T), in.size());
     std::vector<T, A> value(in.size() / sizeof(T));
-    std::memcpy(value.data(), in.data(), in.size());
+    if (!value.empty()) std::memcpy(value.data(), in.data(), in.size());  // an empty vector's data() may be null
     return value;
   }
 };
