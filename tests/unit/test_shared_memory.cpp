@@ -13,7 +13,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <set>
 #include <string>
 #include <utility>
@@ -31,6 +30,17 @@ using mpaio::SegmentKind;
 using mpaio::SharedMemory;
 
 constexpr mpaio::SegmentOptions kNamed{.kind = SegmentKind::named};
+
+/// Whether `name` is `prefix` followed by exactly 16 lowercase hex digits.
+/// (Not std::regex: GCC 12 warns falsely inside it under -fsanitize, which -Werror turns into an error.)
+bool is_prefix_and_16_hex(const std::string& name, const std::string& prefix) {
+  if (name.size() != prefix.size() + 16 || name.compare(0, prefix.size(), prefix) != 0) return false;
+  for (std::size_t i = prefix.size(); i < name.size(); ++i) {
+    const char c = name[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
 
 /// Path of a named segment in /dev/shm.
 fs::path shm_path(const std::string& name) { return fs::path("/dev/shm") / mpaio::detail::bare_segment_name(name); }
@@ -82,8 +92,7 @@ std::string make_raw_segment(std::size_t size) {
 
 TEST(SharedMemory, NamedSegmentNameFormatAndLocation) {
   auto seg = SharedMemory::create(4096, kNamed);
-  const std::regex pattern("/mpaio-" + std::to_string(::getpid()) + "-[0-9a-f]{16}");
-  EXPECT_TRUE(std::regex_match(seg.name(), pattern)) << seg.name();
+  EXPECT_TRUE(is_prefix_and_16_hex(seg.name(), "/mpaio-" + std::to_string(::getpid()) + "-")) << seg.name();
   EXPECT_EQ(seg.kind(), SegmentKind::named);
   EXPECT_EQ(seg.size(), 4096u);
   EXPECT_TRUE(seg.writable());
@@ -108,8 +117,7 @@ TEST(SharedMemory, NamesAreUnique) {
 
 TEST(SharedMemory, AnonymousSegmentNameFormatAndNeverInDevShm) {
   auto seg = SharedMemory::create(4096);
-  const std::regex pattern("memfd:mpaio-" + std::to_string(::getpid()) + "-[0-9a-f]{16}");
-  EXPECT_TRUE(std::regex_match(seg.name(), pattern)) << seg.name();
+  EXPECT_TRUE(is_prefix_and_16_hex(seg.name(), "memfd:mpaio-" + std::to_string(::getpid()) + "-")) << seg.name();
   EXPECT_EQ(seg.kind(), SegmentKind::anonymous);
   EXPECT_FALSE(seg.owns_name());
   EXPECT_TRUE(seg.writable());
