@@ -471,6 +471,11 @@ struct ProcessPoolExecutor::Impl {
                                       std::string_view(reinterpret_cast<const char*>(text), rec.payload));
   }
 
+  /// Tells worker `index` that the caller sleeps on the eventfd, so that its next result wakes the caller. A
+  /// new worker's channel starts disarmed (Channel::reset): one spawned during a run must be armed, or its
+  /// results wait for some other wake-up (with a single worker, forever).
+  void arm(std::size_t index) { slots[index].channel.header().parent_armed.store(1, std::memory_order_seq_cst); }
+
   /// A worker died: keep what it finished, fail the chunk it was running, hand its queue to others.
   void on_worker_death(std::size_t index) {
     Slot& slot = slots[index];
@@ -485,6 +490,7 @@ struct ProcessPoolExecutor::Impl {
         spawn(index);
         prepare(index);
         watch_death(index);
+        arm(index);
       } catch (const std::exception& e) {
         spdlog::error("mpaio: cannot replace worker {}: {}", index, e.what());
       }
@@ -500,6 +506,7 @@ struct ProcessPoolExecutor::Impl {
       spawn(index);
       prepare(index);
       watch_death(index);
+      arm(index);
     } catch (const std::exception& e) {
       slot.alive = false;
       respawn_error = e.what();
