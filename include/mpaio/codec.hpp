@@ -28,6 +28,7 @@ namespace detail {
 
 /// Appends raw bytes to `out`.
 inline void append_bytes(std::vector<std::byte>& out, const void* data, std::size_t size) {
+  if (size == 0) return;  // `data` may be null (an empty vector's)
   const auto* p = static_cast<const std::byte*>(data);
   out.insert(out.end(), p, p + size);
 }
