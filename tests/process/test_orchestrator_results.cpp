@@ -2,6 +2,7 @@
 // executor, the worker count and the chunk count; callbacks run on the loop thread and get their chunk;
 // init() runs once per process; results of every codec kind arrive intact; bad input is rejected before
 // dispatch. Every test that starts processes runs under a Watchdog.
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -383,6 +384,78 @@ TEST_P(Orchestrator, RunFromAUserCoroutine) {
   EXPECT_EQ(first_total, static_cast<std::int64_t>(kInts * (kInts + 1) / 2));
   EXPECT_EQ(second_text, expected_concatenation());
   EXPECT_EQ(reported, 10U + 12U);
+}
+
+TEST_P(Orchestrator, TwoWorkersOverTheSameArray) {
+  auto ints = make_ints(kInts);
+  AddIntWorker adder{DataIterator::partitions(ints.meta(), 13)};
+  RangeEchoWorker echo{DataIterator::chunks(ints.meta(), 999)};
+  WorkerOrchestrator orchestrator{executor(), {&adder, &echo}};
+  const RunReport report = orchestrator.run_blocking();
+  EXPECT_EQ(adder.total, static_cast<std::int64_t>(kInts * (kInts + 1) / 2));
+  EXPECT_EQ(echo.mismatches, 0);
+  EXPECT_EQ(echo.wrong_first, 0);
+  mpaio_test::expect_report_covers(report, {&adder, &echo}, chunk_pids(), concurrency());
+}
+
+TEST_P(Orchestrator, ArrayAtAnOffsetInItsSegment) {
+  auto ints = make_ints(1000);
+  mpaio::ArrayMeta tail = ints.meta();  // elements 10..999 (values 11..1000), 80 bytes into the segment
+  tail.offset = 10 * sizeof(std::int64_t);
+  tail.shape = {990};
+  AddIntWorker adder{DataIterator::partitions(tail, 7)};
+  WorkerOrchestrator orchestrator{executor(), {&adder}};
+  (void)orchestrator.run_blocking();
+  EXPECT_EQ(adder.total, 1000 * 1001 / 2 - 10 * 11 / 2);
+}
+
+TEST_P(Orchestrator, TwoDimensionalArrayByRows) {
+  auto grid = SharedArray<std::int64_t>::create({100, 10});
+  std::iota(grid.begin(), grid.end(), 1);
+  AddIntWorker adder{DataIterator::rows(grid.meta(), 7)};
+  ASSERT_EQ(adder.chunks().size(), 15U);
+  WorkerOrchestrator orchestrator{executor(), {&adder}};
+  const RunReport report = orchestrator.run_blocking();
+  EXPECT_EQ(adder.total, 1000 * 1001 / 2);
+  for (const auto& c : report.chunks) {
+    EXPECT_EQ(c.range.start % 70, 0U) << c.range;  // whole rows of 10 elements, 7 rows a chunk
+  }
+}
+
+TEST_P(Orchestrator, NamedArrayThisProcessDoesNotHoldIsAttachedForTheRun) {
+  // Like an array numpy created: only its meta is known here; the run attaches it by name.
+  mpaio::ArrayMeta meta;
+  {
+    auto ints = make_ints(5000, {.kind = mpaio::SegmentKind::named, .keep = true});
+    meta = ints.meta();
+  }
+  struct Unlink {
+    std::string name;
+    ~Unlink() { ::shm_unlink(name.c_str()); }
+  } unlink{meta.shm_name};
+  AddIntWorker adder{DataIterator::partitions(meta, 9)};
+  WorkerOrchestrator orchestrator{executor(), {&adder}};
+  (void)orchestrator.run_blocking();
+  EXPECT_EQ(adder.total, 5000 * 5001 / 2);
+}
+
+TEST_P(Orchestrator, ManyRunsOverFreshArrays) {
+  // Every run uses new segments; a worker process maps each and must let go of those destroyed since.
+  for (int run = 0; run < 30; ++run) {
+    auto ints = make_ints(1000 + static_cast<std::size_t>(run));
+    AddIntWorker adder{DataIterator::partitions(ints.meta(), 5)};
+    WorkerOrchestrator orchestrator{executor(), {&adder}};
+    (void)orchestrator.run_blocking();
+    const auto n = static_cast<std::int64_t>(ints.size());
+    ASSERT_EQ(adder.total, n * (n + 1) / 2) << "run " << run;
+  }
+  if (auto* p = pool()) {
+    for (std::size_t i = 0; i < workers(); ++i) {
+      const std::size_t mapped = mpaio_test::mapped_segments(p->worker_pid(i));
+      EXPECT_GE(mapped, 1U) << "worker " << i << ": its channel segment at least is mapped";
+      EXPECT_LE(mapped, 3U) << "worker " << i << " keeps the mappings of destroyed arrays";
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Executors, Orchestrator,

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -63,6 +64,17 @@ inline std::vector<pid_t> descendants_of(pid_t root) {
     for (pid_t grandchild : children_of(out[i])) out.push_back(grandchild);
   }
   return out;
+}
+
+/// How many distinct mpaio segments (files named mpaio-..., in /dev/shm or memfd) `pid` has mapped.
+inline std::size_t mapped_segments(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+  std::set<std::string> segments;
+  for (std::string line; std::getline(in, line);) {
+    const auto at = line.find("mpaio-");
+    if (at != std::string::npos && line.find('/') != std::string::npos) segments.insert(line.substr(line.find('/')));
+  }
+  return segments.size();
 }
 
 /// Whether `pid` has exited (gone, or a zombie waiting for a reaper that is not us), polling up to 10 s.
