@@ -29,8 +29,11 @@ namespace detail {
 /// Appends raw bytes to `out`.
 inline void append_bytes(std::vector<std::byte>& out, const void* data, std::size_t size) {
   if (size == 0) return;  // `data` may be null (an empty vector's)
-  const auto* p = static_cast<const std::byte*>(data);
-  out.insert(out.end(), p, p + size);
+  // resize + memcpy rather than insert: GCC 12 at -O3 reports a false -Wstringop-overflow in insert's
+  // reallocation path.
+  const std::size_t old = out.size();
+  out.resize(old + size);
+  std::memcpy(out.data() + old, data, size);
 }
 
 /// cereal output archive that appends to a byte vector.
