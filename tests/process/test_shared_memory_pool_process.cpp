@@ -267,7 +267,9 @@ TEST_P(PoolFault, TheNextLockerRecoversAndTheInvariantsHold) {
   pool.release_orphaned_transfers();  // a transfer the child sent and was dropping when it died
   pool.check_invariants();
   for (auto& a : mine) {
-    if (a) EXPECT_NO_THROW(a.reset());
+    if (a) {
+      EXPECT_NO_THROW(a.reset());
+    }
   }
   EXPECT_EQ(pool.stats().bytes_in_use, 0u);
   auto after = pool.allocate<std::uint8_t>({5000});  // still allocates
