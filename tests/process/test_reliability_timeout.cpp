@@ -1,0 +1,135 @@
+// Reliability: a chunk that never finishes. With chunk_timeout T and timeout_grace G it is reported as
+// ChunkTimeout within T + G + 0.5 s of its start; its worker got SIGTERM, or SIGKILL after the grace when
+// it ignores SIGTERM; the worker is replaced and the pool runs correctly afterwards. chunk_timeout needs an
+// executor that can stop a chunk: with the inline and thread executors it is an InvalidArgument.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "support/reliability.hpp"
+
+namespace {
+
+using namespace mpaio_test::rel;
+using namespace std::chrono_literals;
+using mpaio::DataIterator;
+using mpaio::ErrorPolicy;
+using mpaio::ProcessPoolExecutor;
+using mpaio::WorkerOrchestrator;
+
+constexpr std::size_t kSize = 40'000;
+constexpr std::size_t kChunk = 10'000;  // 4 chunks
+constexpr auto kTimeout = 300ms;
+constexpr auto kGrace = 300ms;
+
+struct HangCase {
+  const char* name;
+  std::int64_t action;
+  const char* signal_text;  ///< how the worker must have died
+};
+
+void PrintTo(const HangCase& c, std::ostream* os) { *os << c.name; }
+
+class reliability_HungChunk : public ReliabilityTest, public ::testing::WithParamInterface<HangCase> {};
+
+TEST_P(reliability_HungChunk, IsAChunkTimeoutWithinTimeoutPlusGracePlusHalfASecond) {
+  const HangCase param = GetParam();
+  Board board(kChunk);
+  ProcessPoolExecutor pool{{.workers = 2}};
+  auto ints = iota_array(kSize);
+  const std::vector<pid_t> before = worker_pids(pool);
+
+  constexpr std::size_t kTarget = 2;
+  board.set_action(kTarget, param.action);
+  SumWorker sums{DataIterator::chunks(ints.meta(), kChunk)};
+  WorkerOrchestrator orchestrator{pool, {&sums}, {.chunk_timeout = kTimeout, .timeout_grace = kGrace}};
+  const RunOutcome out = run_outcome(orchestrator);
+
+  const auto* timeout = out.error_as<mpaio::ChunkTimeout>();
+  ASSERT_NE(timeout, nullptr);
+  const std::int64_t started = board.start_ns_of(kTarget);
+  ASSERT_GT(started, 0);
+  const double ms = ms_between(started, out.end_ns);
+  record_timing(std::string("timeout (") + param.name + ") reported after the chunk started", ms);
+  const double bound = std::chrono::duration<double, std::milli>(kTimeout + kGrace + 500ms).count();
+  EXPECT_LT(ms, bound)
+      << "ChunkTimeout must come within T + G + 0.5 s of the chunk's start";
+
+  const std::string what = timeout->what();
+  std::printf("[message] %s\n", what.c_str());
+  const pid_t hung = board.pid_of(kTarget);
+  EXPECT_NE(what.find(param.signal_text), std::string::npos) << what;
+  EXPECT_NE(what.find("300 ms"), std::string::npos) << what;
+  EXPECT_NE(what.find(sums.type_name()), std::string::npos) << what;
+  EXPECT_NE(what.find("pid " + std::to_string(hung)), std::string::npos) << what;
+  EXPECT_EQ(timeout->range(), sums.chunks()[kTarget]);
+  EXPECT_EQ(timeout->pid(), hung);
+
+  // The hung worker is gone and replaced.
+  EXPECT_TRUE(process_gone(hung));
+  const std::size_t slot = timeout->slot();
+  ASSERT_LT(slot, pool.concurrency());
+  EXPECT_EQ(before.at(slot), hung);
+  EXPECT_NE(pool.worker_pid(slot), hung);
+  EXPECT_FALSE(process_gone(pool.worker_pid(slot)));
+  board.reset();
+  expect_healthy_run(pool, ints, kChunk);
+}
+
+TEST_P(reliability_HungChunk, CollectModeFinishesEveryOtherChunk) {
+  const HangCase param = GetParam();
+  Board board(kChunk);
+  ProcessPoolExecutor pool{{.workers = 2}};
+  auto ints = iota_array(kSize);
+
+  board.set_action(1, param.action);
+  SumWorker sums{DataIterator::chunks(ints.meta(), kChunk)};
+  WorkerOrchestrator orchestrator{
+      pool, {&sums}, {.on_error = ErrorPolicy::collect, .chunk_timeout = kTimeout, .timeout_grace = kGrace}};
+  const RunOutcome out = run_outcome(orchestrator);
+  ASSERT_FALSE(out.error) << out.what();
+  expect_sums(sums, {1});
+  ASSERT_EQ(out.report->failures.size(), 1U);
+  EXPECT_EQ(out.report->failures[0].range, sums.chunks()[1]);
+  EXPECT_NE(out.report->failures[0].message.find(param.signal_text), std::string::npos)
+      << out.report->failures[0].message;
+  try {
+    std::rethrow_exception(out.report->failures[0].error);
+  } catch (const mpaio::ChunkTimeout&) {
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not a ChunkTimeout: " << e.what();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Hangs, reliability_HungChunk,
+    ::testing::Values(HangCase{"StoppedBySigterm", Action::hang, "killed by signal 15"},
+                      HangCase{"IgnoresSigtermKilledAfterGrace", Action::hang_ignore_term, "killed by signal 9"}),
+    [](const ::testing::TestParamInfo<HangCase>& info) { return std::string(info.param.name); });
+
+class reliability_TimeoutOption : public ReliabilityTest {};
+
+TEST_F(reliability_TimeoutOption, IsAnInvalidArgumentWithExecutorsThatCannotStopAChunk) {
+  auto ints = iota_array(1000);
+  SumWorker sums{DataIterator::chunks(ints.meta(), 100)};
+  mpaio::InlineExecutor inline_executor;
+  mpaio::ThreadPoolExecutor threads{{.workers = 2}};
+  EXPECT_THROW((WorkerOrchestrator{inline_executor, {&sums}, {.chunk_timeout = kTimeout}}), mpaio::InvalidArgument);
+  EXPECT_THROW((WorkerOrchestrator{threads, {&sums}, {.chunk_timeout = kTimeout}}), mpaio::InvalidArgument);
+  try {
+    WorkerOrchestrator bad{threads, {&sums}, {.chunk_timeout = kTimeout}};
+    ADD_FAILURE() << "no exception";
+  } catch (const mpaio::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("chunk_timeout"), std::string::npos) << e.what();
+  }
+  // Without a timeout both run the same worker fine.
+  WorkerOrchestrator fine{threads, {&sums}};
+  EXPECT_NO_THROW(fine.run_blocking());
+  expect_sums(sums);
+}
+
+}  // namespace

@@ -1,0 +1,525 @@
+#pragma once
+// Test helpers for the reliability tests (namespace mpaio_test::rel) (tests/process/test_reliability_*.cpp):
+//
+// - ReliabilityTest: a fixture with a Watchdog (support/watchdog.hpp) on every test, and checks after each
+//   test that no child process of the test (live or zombie) and no /dev/shm/mpaio-<this pid>-* entry is left.
+// - Board: a named SharedArray of int64 "cells" that scripts what SumWorker::process does in the worker
+//   processes (compute, wait, crash in a chosen way, throw, hang...) and where the workers write back what
+//   they did (pid, start time, attempts). Its name reaches the workers through a global string set before
+//   the pool is created (workers are forked from the fork server, forked at pool construction, so they see
+//   the globals of that moment); a worker attaches it once, read-write, with SharedArray::attach.
+// - SumWorker: sums int64 chunks (of iota 1..N), following the board's script first.
+// - /proc helpers: state, parent, comm and CPU time of a process; waiting for processes to be gone.
+//
+// The test suites are named reliability_<Theme>, so that `ctest -R reliability` selects them: ctest knows
+// the tests by their GoogleTest names (gtest_discover_tests), not by their program's name.
+//
+// Timing figures are printed as "[timing] <what>: <ms> ms" lines and recorded as test properties.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <numeric>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mpaio/mpaio.hpp"
+#include "support/watchdog.hpp"
+
+// In their own namespace, so that they never collide with the other helpers of mpaio_test.
+namespace mpaio_test::rel {
+
+// ---- time ----------------------------------------------------------------------------------------------------
+
+/// CLOCK_MONOTONIC in ns: the clock the workers use too (and std::chrono::steady_clock on Linux).
+inline std::int64_t now_ns() noexcept { return mpaio::detail::monotonic_ns(); }
+inline double ms_between(std::int64_t from_ns, std::int64_t to_ns) noexcept {
+  return static_cast<double>(to_ns - from_ns) / 1e6;
+}
+
+/// Prints and records one timing figure of a test.
+inline void record_timing(const std::string& what, double ms) {
+  std::printf("[timing] %s: %.1f ms\n", what.c_str(), ms);
+  std::fflush(stdout);
+  std::string key = what;
+  for (char& c : key) {
+    if (c == ' ' || c == ',' || c == '(' || c == ')') c = '_';
+  }
+  ::testing::Test::RecordProperty(key, std::to_string(ms));
+}
+
+/// Polls `ready` every `step` until it holds or `limit` passes; returns whether it held. A safety net
+/// against hangs, never a timing assertion.
+inline bool poll_until(const std::function<bool()>& ready, std::chrono::milliseconds limit,
+                       std::chrono::microseconds step = std::chrono::microseconds(500)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (ready()) return true;
+    if (std::chrono::steady_clock::now() > deadline) return ready();
+    std::this_thread::sleep_for(step);
+  }
+}
+
+// ---- /proc ---------------------------------------------------------------------------------------------------
+
+/// What /proc/<pid>/stat says about a process.
+struct ProcStat {
+  char state = '?';
+  pid_t ppid = -1;
+  pid_t pgrp = -1;
+  long minflt = 0;  ///< minor page faults
+  long utime = 0;  ///< clock ticks in user mode
+  long stime = 0;  ///< clock ticks in kernel mode
+  std::string comm;
+};
+
+/// The stat of `pid`, or nothing when it does not exist.
+inline std::optional<ProcStat> proc_stat(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return std::nullopt;
+  const auto open = line.find('(');
+  const auto close = line.rfind(')');
+  if (open == std::string::npos || close == std::string::npos) return std::nullopt;
+  ProcStat st;
+  st.comm = line.substr(open + 1, close - open - 1);
+  std::istringstream rest(line.substr(close + 1));
+  long ignored = 0;
+  rest >> st.state >> st.ppid >> st.pgrp;
+  for (int field = 6; field <= 9; ++field) rest >> ignored;  // session, tty_nr, tpgid, flags
+  rest >> st.minflt;
+  for (int field = 11; field <= 13; ++field) rest >> ignored;  // cminflt, majflt, cmajflt
+  rest >> st.utime >> st.stime;
+  if (!rest) return std::nullopt;
+  return st;
+}
+
+/// Whether `pid` has terminated: no such process, or a zombie waiting to be reaped.
+inline bool process_gone(pid_t pid) {
+  const auto st = proc_stat(pid);
+  return !st || st->state == 'Z' || st->state == 'X';
+}
+
+/// The short command name of `pid` ("" when gone).
+inline std::string comm_of(pid_t pid) {
+  const auto st = proc_stat(pid);
+  return st ? st->comm : std::string();
+}
+
+/// Whether `pid` catches `sig` (SigCgt in /proc/<pid>/status): its handler is installed.
+inline bool catches_signal(pid_t pid, int sig) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("SigCgt:", 0) != 0) continue;
+    const unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
+    return (mask >> (sig - 1)) & 1U;
+  }
+  return false;
+}
+
+/// Waits until every pid in `pids` is gone; returns the ones still running after `limit`.
+inline std::vector<pid_t> wait_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds limit) {
+  std::vector<pid_t> left;
+  poll_until(
+      [&] {
+        left.clear();
+        for (pid_t p : pids) {
+          if (!process_gone(p)) left.push_back(p);
+        }
+        return left.empty();
+      },
+      limit);
+  return left;
+}
+
+/// Describes processes for a failure message: "123 (mpaio-w0, S)".
+inline std::string describe_pids(const std::vector<pid_t>& pids) {
+  std::string out;
+  for (pid_t p : pids) {
+    const auto st = proc_stat(p);
+    if (!out.empty()) out += ", ";
+    out += std::to_string(p) + (st ? " (" + st->comm + ", " + st->state + ")" : " (gone)");
+  }
+  return out.empty() ? "none" : out;
+}
+
+/// The /dev/shm/mpaio-<pid>-* names of segments created by `pid`.
+inline std::vector<std::string> shm_entries_of(pid_t pid) {
+  std::vector<std::string> out;
+  const std::string prefix = "mpaio-" + std::to_string(pid) + "-";
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) == 0) out.push_back(name);
+  }
+  return out;
+}
+
+/// Makes this process the reaper of its orphaned descendants while alive (PR_SET_CHILD_SUBREAPER): a
+/// process leaked by a child then becomes our child, where the fixture's check sees it, instead of
+/// disappearing under PID 1 (which may not reap at all in a container).
+class SubreaperScope {
+ public:
+  SubreaperScope() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
+  ~SubreaperScope() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
+  SubreaperScope(const SubreaperScope&) = delete;
+  SubreaperScope& operator=(const SubreaperScope&) = delete;
+};
+
+// ---- the fixture ---------------------------------------------------------------------------------------------
+
+/// Every reliability test: a watchdog, then checks that nothing is left behind.
+class ReliabilityTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    // The pool reaps its fork server in its destructor and the tests reap what they fork, so every child
+    // should be gone at once; a short grace covers a child the kernel is still tearing down.
+    std::vector<pid_t> kids;
+    poll_until(
+        [&] {
+          kids = children_of(::getpid());
+          return kids.empty();
+        },
+        std::chrono::milliseconds(2000));
+    EXPECT_TRUE(kids.empty()) << "child processes left by the test (live or zombie): " << describe_pids(kids);
+    for (pid_t p : kids) {  // clean up so that later tests start clean
+      ::kill(p, SIGKILL);
+      ::waitpid(p, nullptr, 0);
+    }
+    const auto segments = shm_entries_of(::getpid());
+    EXPECT_TRUE(segments.empty()) << "named segments left in /dev/shm: " << ::testing::PrintToString(segments);
+  }
+
+  Watchdog watchdog_{std::chrono::seconds(90)};
+};
+
+// ---- the board -----------------------------------------------------------------------------------------------
+
+/// What a chunk does before (or instead of) summing its elements.
+enum Action : std::int64_t {
+  use_default = 0,  ///< the board's default action
+  compute = 1,      ///< just sum
+  wait = 2,         ///< wait (sleeping) until the board's release cell is set, then sum
+  segv = 3,         ///< write through a null pointer
+  abort_ = 4,       ///< std::abort()
+  exit42 = 5,       ///< _exit(42)
+  kill_self = 6,    ///< SIGKILL itself
+  throw_runtime = 7,    ///< throw std::runtime_error
+  throw_custom = 8,     ///< throw a std::exception subclass
+  throw_non_std = 9,    ///< throw something not derived from std::exception
+  hang = 10,            ///< never finish (sleeps until killed)
+  hang_ignore_term = 11,  ///< ignore SIGTERM, then never finish
+  /// Added to an action: do it on the chunk's first attempt only, compute on later attempts.
+  first_attempt_only = 100,
+};
+
+/// The cells of the board.
+enum Cell : std::size_t {
+  default_action = 0,
+  chunk_size = 1,  ///< chunk i is the one with start / chunk_size == i
+  release = 2,     ///< set to let `wait` chunks go on
+  started = 3,     ///< chunk attempts started, in all
+  running = 4,     ///< chunk attempts running now
+  death_ns = 5,    ///< when a chunk last killed its own worker (just before)
+  malloc_bytes = 6,  ///< a chunk allocates and fills this many bytes before summing (exercises malloc)
+  per_chunk = 64,  ///< then, per chunk: action, attempts, pid of the last attempt, start time of it
+};
+inline constexpr std::size_t kChunkCells = 4;
+inline constexpr std::size_t kMaxChunks = 4096;
+
+/// The board's metadata as JSON; set before the pool is created so that the workers inherit it.
+inline std::string g_board_json;  // NOLINT
+
+inline std::int64_t load(const std::int64_t& cell) noexcept { return __atomic_load_n(&cell, __ATOMIC_SEQ_CST); }
+inline void store(std::int64_t& cell, std::int64_t v) noexcept { __atomic_store_n(&cell, v, __ATOMIC_SEQ_CST); }
+inline std::int64_t fetch_add(std::int64_t& cell, std::int64_t v) noexcept {
+  return __atomic_fetch_add(&cell, v, __ATOMIC_SEQ_CST);
+}
+
+/// The test's side: creates the board and publishes its name. Create it before the pool.
+class Board {
+ public:
+  explicit Board(std::size_t chunk_size_elements)
+      : cells_(mpaio::SharedArray<std::int64_t>::create({Cell::per_chunk + kMaxChunks * kChunkCells},
+                                                        {.kind = mpaio::SegmentKind::named})),
+        chunk_size_(static_cast<std::int64_t>(chunk_size_elements)) {
+    g_board_json = cells_.meta().to_json();
+    store(cells_[Cell::default_action], Action::compute);
+    store(cells_[Cell::chunk_size], static_cast<std::int64_t>(chunk_size_elements));
+  }
+  ~Board() { g_board_json.clear(); }
+  Board(const Board&) = delete;
+  Board& operator=(const Board&) = delete;
+
+  std::int64_t& cell(std::size_t i) noexcept { return cells_[i]; }
+  std::int64_t get(std::size_t i) noexcept { return load(cells_[i]); }
+  void set(std::size_t i, std::int64_t v) noexcept { store(cells_[i], v); }
+
+  void set_action(std::size_t chunk, std::int64_t action) { set(chunk_cell(chunk, 0), action); }
+  std::int64_t attempts(std::size_t chunk) { return get(chunk_cell(chunk, 1)); }
+  pid_t pid_of(std::size_t chunk) { return static_cast<pid_t>(get(chunk_cell(chunk, 2))); }
+  std::int64_t start_ns_of(std::size_t chunk) { return get(chunk_cell(chunk, 3)); }
+
+  /// Forgets what the workers wrote and every per-chunk action (the default action becomes compute).
+  void reset() {
+    for (std::size_t i = 0; i < cells_.size(); ++i) store(cells_[i], 0);
+    set(Cell::default_action, Action::compute);
+    set(Cell::chunk_size, chunk_size_);
+  }
+
+  /// Waits until chunk `chunk` has started (its pid is written); returns the pid, or -1 after `limit`.
+  pid_t wait_started(std::size_t chunk, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+    pid_t pid = -1;
+    poll_until(
+        [&] {
+          const pid_t p = pid_of(chunk);
+          if (p > 0) pid = p;
+          return p > 0;
+        },
+        limit, std::chrono::microseconds(100));
+    return pid;
+  }
+
+  static std::size_t chunk_cell(std::size_t chunk, std::size_t field) {
+    if (chunk >= kMaxChunks) throw std::out_of_range("Board: too many chunks");
+    return Cell::per_chunk + chunk * kChunkCells + field;
+  }
+
+ private:
+  mpaio::SharedArray<std::int64_t> cells_;
+  std::int64_t chunk_size_;
+};
+
+/// The worker's side: the board's cells, attached once per process (nullptr when there is no board).
+inline std::int64_t* worker_board() {
+  static pid_t attached_in = 0;
+  static std::string attached_json;
+  static std::optional<mpaio::SharedArray<std::int64_t>> board;
+  if (g_board_json.empty()) return nullptr;
+  if (attached_in != ::getpid() || attached_json != g_board_json) {
+    board.reset();
+    board.emplace(mpaio::SharedArray<std::int64_t>::attach(mpaio::ArrayMeta::from_json(g_board_json),
+                                                            mpaio::Access::read_write));
+    attached_in = ::getpid();
+    attached_json = g_board_json;
+  }
+  return board->data();
+}
+
+/// A std::exception subclass of the tests.
+struct CustomFailure : std::exception {
+  [[nodiscard]] const char* what() const noexcept override { return "custom failure in chunk"; }
+};
+/// Something thrown that is not a std::exception.
+struct NotStdError {
+  int code = 7;
+};
+
+/// A write through a null pointer the compiler cannot see (no trap instruction instead, no sanitizer
+/// report first): the worker dies of SIGSEGV.
+__attribute__((noinline, no_sanitize("address", "undefined"))) inline void write_through_null() {
+  static volatile std::uintptr_t zero = 0;
+  *reinterpret_cast<volatile int*>(zero) = 42;
+}
+
+/// Sleeps until `cell` is non-zero or `limit` passes (then returns false).
+inline bool sleep_until_set(const std::int64_t& cell, std::chrono::seconds limit) {
+  const std::int64_t deadline = now_ns() + std::chrono::nanoseconds(limit).count();
+  while (load(cell) == 0) {
+    if (now_ns() > deadline) return false;
+    ::usleep(200);
+  }
+  return true;
+}
+
+/// Runs in the worker before a chunk is summed: does what the board says for it.
+inline void follow_script(mpaio::Range chunk) {
+  std::int64_t* b = worker_board();
+  if (b == nullptr) return;
+  const std::int64_t size = load(b[Cell::chunk_size]);
+  const std::size_t index = size > 0 ? chunk.start / static_cast<std::size_t>(size) : 0;
+  std::int64_t* c = b + Board::chunk_cell(index, 0);
+  std::int64_t action = load(c[0]);
+  if (action == Action::use_default) action = load(b[Cell::default_action]);
+  const std::int64_t attempt = fetch_add(c[1], 1);
+  store(c[3], now_ns());
+  store(c[2], ::getpid());
+  fetch_add(b[Cell::started], 1);
+  fetch_add(b[Cell::running], 1);
+  struct Leave {
+    std::int64_t& running;
+    ~Leave() { fetch_add(running, -1); }
+  } leave{b[Cell::running]};
+  if (action >= Action::first_attempt_only) action = attempt == 0 ? action - Action::first_attempt_only : Action::compute;
+  if (const std::int64_t bytes = load(b[Cell::malloc_bytes]); bytes > 0) {
+    std::vector<char> scratch(static_cast<std::size_t>(bytes), 'x');
+    std::string text(scratch.begin(), scratch.end());
+    if (text.size() != scratch.size()) throw std::logic_error("allocation went wrong");
+  }
+  switch (action) {
+    case Action::wait:
+      if (!sleep_until_set(b[Cell::release], std::chrono::seconds(30))) throw std::runtime_error("never released");
+      return;
+    case Action::segv: store(b[Cell::death_ns], now_ns()); write_through_null(); ::_exit(99);
+    case Action::abort_: store(b[Cell::death_ns], now_ns()); std::abort();
+    case Action::exit42: store(b[Cell::death_ns], now_ns()); ::_exit(42);
+    case Action::kill_self:
+      store(b[Cell::death_ns], now_ns());
+      ::kill(::getpid(), SIGKILL);
+      for (;;) ::pause();
+    case Action::throw_runtime: throw std::runtime_error("runtime failure in chunk " + std::to_string(index));
+    case Action::throw_custom: throw CustomFailure();
+    case Action::throw_non_std: throw NotStdError{};
+    case Action::hang_ignore_term: ::signal(SIGTERM, SIG_IGN); [[fallthrough]];
+    case Action::hang: {
+      static const std::int64_t never = 0;
+      (void)sleep_until_set(never, std::chrono::seconds(60));
+      throw std::runtime_error("hung chunk was not stopped within 60 s");
+    }
+    default: return;
+  }
+}
+
+/// Sums chunks of an int64 array after following the board's script; keeps every result by chunk start.
+struct SumWorker : mpaio::Worker<SumWorker, std::int64_t> {
+  using Worker::Worker;
+  static std::int64_t process(mpaio::ArrayView<const std::int64_t> data, mpaio::Range chunk) {
+    follow_script(chunk);
+    std::int64_t sum = 0;
+    for (std::int64_t v : data.slice(chunk)) sum += v;
+    return sum;
+  }
+  void process_callback(std::int64_t sum, mpaio::Range chunk) {
+    ++deliveries;
+    sums[chunk.start] = sum;
+  }
+  std::map<std::size_t, std::int64_t> sums;  ///< by chunk start
+  std::size_t deliveries = 0;
+};
+
+/// An int64 array holding 1..n.
+inline mpaio::SharedArray<std::int64_t> iota_array(std::size_t n, mpaio::SegmentOptions options = {}) {
+  auto a = mpaio::SharedArray<std::int64_t>::create({n}, options);
+  std::iota(a.begin(), a.end(), std::int64_t{1});
+  return a;
+}
+
+/// The sum of the elements [start, end) of 1..n.
+inline std::int64_t expected_sum(mpaio::Range r) {
+  const auto s = static_cast<std::int64_t>(r.start);
+  const auto e = static_cast<std::int64_t>(r.end);
+  return (e * (e + 1) - s * (s + 1)) / 2;
+}
+
+/// Expects a correct sum for every chunk of `worker` but those in `skip` (by chunk index), and no result for
+/// those in `skip`.
+inline void expect_sums(const SumWorker& worker, const std::set<std::size_t>& skip = {}) {
+  const auto& chunks = worker.chunks();
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    const mpaio::Range r = chunks[i];
+    const auto it = worker.sums.find(r.start);
+    if (skip.count(i) != 0) {
+      EXPECT_TRUE(it == worker.sums.end()) << "chunk " << i << " " << r << " failed but has a result";
+      continue;
+    }
+    if (it == worker.sums.end()) {
+      if (++wrong <= 5) ADD_FAILURE() << "chunk " << i << " " << r << ": no result";
+    } else if (it->second != expected_sum(r)) {
+      if (++wrong <= 5) ADD_FAILURE() << "chunk " << i << " " << r << ": sum " << it->second << ", expected " << expected_sum(r);
+    }
+  }
+  EXPECT_EQ(wrong, 0U);
+  EXPECT_EQ(worker.sums.size(), chunks.size() - skip.size());
+}
+
+/// The outcome of a run: its report or its exception, and when it completed.
+struct RunOutcome {
+  std::optional<mpaio::RunReport> report;
+  std::exception_ptr error;
+  std::int64_t end_ns = 0;
+
+  /// The error as E, or nullptr (then the test fails, saying what happened instead).
+  template <class E>
+  const E* error_as() const {
+    if (!error) {
+      ADD_FAILURE() << "the run succeeded; expected " << typeid(E).name();
+      return nullptr;
+    }
+    try {
+      std::rethrow_exception(error);
+    } catch (const E& e) {
+      return &e;  // rethrow_exception throws the stored object itself, which `error` keeps alive
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "expected " << typeid(E).name() << ", got " << typeid(e).name() << ": " << e.what();
+    } catch (...) {
+      ADD_FAILURE() << "expected " << typeid(E).name() << ", got a non-std exception";
+    }
+    return nullptr;
+  }
+  /// what() of the error, or "" when the run succeeded.
+  [[nodiscard]] std::string what() const {
+    if (!error) return {};
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      return e.what();
+    } catch (...) {
+      return "non-std exception";
+    }
+  }
+};
+
+/// Runs the orchestrator to completion (run_blocking) and keeps its outcome.
+inline RunOutcome run_outcome(mpaio::WorkerOrchestrator& orchestrator) {
+  RunOutcome out;
+  try {
+    out.report = orchestrator.run_blocking();
+  } catch (...) {
+    out.error = std::current_exception();
+  }
+  out.end_ns = now_ns();
+  return out;
+}
+
+/// The pids of every worker of the pool.
+inline std::vector<pid_t> worker_pids(const mpaio::ProcessPoolExecutor& pool) {
+  std::vector<pid_t> out;
+  for (std::size_t i = 0; i < pool.concurrency(); ++i) out.push_back(pool.worker_pid(i));
+  return out;
+}
+
+/// Runs a fresh SumWorker over `ints` in chunks of `chunk` on `executor` and expects every sum right.
+inline void expect_healthy_run(mpaio::Executor& executor, const mpaio::SharedArray<std::int64_t>& ints,
+                               std::size_t chunk) {
+  SumWorker again{mpaio::DataIterator::chunks(ints.meta(), chunk)};
+  mpaio::WorkerOrchestrator orchestrator{executor, {&again}};
+  const RunOutcome out = run_outcome(orchestrator);
+  ASSERT_FALSE(out.error) << "the run after the failure failed: " << out.what();
+  expect_sums(again);
+}
+
+}  // namespace mpaio_test::rel
