@@ -20,6 +20,9 @@
 #include <tuple>
 #include <vector>
 
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+
 #include "../../examples/seed_workers.hpp"
 #include "mpaio/mpaio.hpp"
 #include "support/engine.hpp"
@@ -218,6 +221,48 @@ INSTANTIATE_TEST_SUITE_P(Executors, Failures,
                          ::testing::Values(Param{ExecutorKind::inline_, 1}, Param{ExecutorKind::thread, 2},
                                            Param{ExecutorKind::process, 1}, Param{ExecutorKind::process, 3}),
                          param_name);
+
+// ---- a run abandoned mid-way --------------------------------------------------------------------------------
+
+/// Chunk 0 returns at once and its callback stops the loop; the other chunks wait for a flag that is set
+/// only after the loop (and with it the suspended run) has been destroyed, or never (process pool: the
+/// pool must stop them itself).
+struct AbandonWorker : mpaio::Worker<AbandonWorker, std::int32_t> {
+  AbandonWorker(DataIterator chunks, asio::io_context& io) : Worker(std::move(chunks)), io_(io) {}
+  static std::int32_t process(ArrayView<const std::int32_t> flags, Range chunk) {
+    if (chunk.start == 0) return 0;
+    return mpaio_test::wait_for_flag(flags.data(), [](std::int32_t v) { return v != 0; });
+  }
+  void process_callback(std::int32_t, Range chunk) {
+    ++delivered;
+    if (chunk.start == 0) io_.stop();
+  }
+  asio::io_context& io_;
+  std::size_t delivered = 0;
+};
+
+TEST_P(Failures, DestroyingTheLoopOfASuspendedRunStopsItAndTheExecutorStaysUsable) {
+  auto flags = SharedArray<std::int32_t>::create({64});
+  std::size_t delivered = 0;
+  bool completed = false;
+  {
+    auto io = std::make_unique<asio::io_context>();
+    AbandonWorker worker{DataIterator::partitions(flags.meta(), 8), *io};
+    WorkerOrchestrator orchestrator{*executor_, {&worker}};
+    asio::co_spawn(*io, orchestrator.run(), [&](std::exception_ptr, RunReport) { completed = true; });
+    io->run();  // returns when chunk 0's callback stops it, with the run suspended
+    delivered = worker.delivered;
+    if (kind() != ExecutorKind::process) {
+      // A thread cannot be stopped from outside: let its waiting chunks finish, so that destroying the
+      // run (which waits for running chunks) does not wait for the bound of their wait.
+      mpaio_test::store_flag(&flags[0], 1);
+    }
+    io.reset();  // destroys the suspended run: the executor must stop it
+  }
+  EXPECT_EQ(delivered, 1U);
+  EXPECT_FALSE(completed) << "the run completed although its loop was stopped after the first result";
+  expect_next_run_correct();
+}
 
 // ---- the process pool: results over the size limit ------------------------------------------------------------
 
