@@ -77,6 +77,7 @@ struct ProcessPoolExecutor::Impl {
     bool killed = false;            // whether it got SIGKILL after the grace period
     std::size_t chunks_given = 0;   // chunks sent to this process
     bool retiring = false;          // told to stop after its last chunk (max_chunks_per_worker)
+    bool untrusted = false;         // wrote a malformed result record: killed, its ring is not read again
   };
 
   /// The run's watchers; shared with pending handlers so that they outlive a stopped run.
@@ -168,6 +169,7 @@ struct ProcessPoolExecutor::Impl {
     slot.killed = false;
     slot.chunks_given = 0;
     slot.retiring = false;
+    slot.untrusted = false;
     const detail::ForkRequest request{detail::ForkRequest::Op::spawn, static_cast<std::uint32_t>(index)};
     detail::send_message(fork_socket.get(), {reinterpret_cast<const std::byte*>(&request), sizeof request});
     detail::ForkReply reply{};
@@ -265,6 +267,25 @@ struct ProcessPoolExecutor::Impl {
       it = slot.segments.erase(it);
     }
     for (std::uint32_t i = 0; i < context.arrays.size(); ++i) bind(index, i);
+    await_control_records(index);
+  }
+
+  /// Waits until worker `index` has taken every record queued so far. Chunk records are pushed without
+  /// waiting for room: a slot never holds more than queue_depth + 1 chunks and a stop record, which fit in
+  /// the ring only once the control records of prepare() (one per array of the run) are consumed.
+  void await_control_records(std::size_t index) {
+    static_assert(32 + 1 + 1 <= detail::kTaskSlots, "queue_depth <= 32: chunk and stop records fit in the ring");
+    Slot& slot = slots[index];
+    const auto& h = slot.channel.header();
+    const std::int64_t deadline = detail::monotonic_ns() + 5'000'000'000;
+    while (h.task_tail.load(std::memory_order_acquire) != slot.task_head) {
+      if (detail::monotonic_ns() > deadline || readable_now(slot.pidfd.get())) {
+        throw SystemError(detail::describe_call("bind arrays", "worker", index, "pid", slot.pid), EBUSY,
+                          "the worker does not take control records");
+      }
+      slot.channel.wake_worker();
+      std::this_thread::yield();
+    }
   }
 
   /// Waits (briefly: the fork server reaps at once) for the exit report of the worker in `index`.
@@ -391,7 +412,7 @@ struct ProcessPoolExecutor::Impl {
 
   [[nodiscard]] bool result_pending() const {
     return std::any_of(slots.begin(), slots.end(), [](const Slot& slot) {
-      return slot.channel.header().result_head.load(std::memory_order_seq_cst) != slot.result_tail;
+      return !slot.untrusted && slot.channel.header().result_head.load(std::memory_order_seq_cst) != slot.result_tail;
     });
   }
 
@@ -410,6 +431,7 @@ struct ProcessPoolExecutor::Impl {
   void drain(std::size_t index) {
     Slot& slot = slots[index];
     auto& h = slot.channel.header();
+    if (slot.untrusted) return;  // its death, reported through the pidfd, accounts for its chunks
     const std::uint64_t head = h.result_head.load(std::memory_order_acquire);
     if (head == slot.result_tail) return;
     const std::size_t cap = slot.channel.capacity();
@@ -435,7 +457,8 @@ struct ProcessPoolExecutor::Impl {
                         (rec.kind == detail::ResultKind::ok || rec.kind == detail::ResultKind::error);
       if (!sane) {  // a worker that scribbled over its channel is not trusted further
         ::syscall(SYS_pidfd_send_signal, slot.pidfd.get(), SIGKILL, nullptr, 0);
-        break;
+        slot.untrusted = true;  // else collect() would find the same record pending, forever
+        return;
       }
       const ChunkTask task = slot.in_flight.front();
       slot.in_flight.pop_front();
