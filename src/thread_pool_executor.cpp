@@ -1,17 +1,30 @@
 #include "mpaio/thread_pool_executor.hpp"
 
+#include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <atomic>
+#include <asio/posix/stream_descriptor.hpp>
 
-#include <asio/post.hpp>
-
+#include "mpaio/detail/syscall.hpp"
 #include "mpaio/error.hpp"
 
 namespace mpaio {
 
+/// A run's wake-up: the executor's eventfd, watched on the run's loop. Shared with the pending wait, so that
+/// it outlives a stopped run.
 struct ThreadPoolExecutor::RunToken {
-  std::atomic<bool> active{true};
+  explicit RunToken(const asio::any_io_executor& loop) : wake(loop) {}
+  bool active = true;
+  asio::posix::stream_descriptor wake;
+};
+
+/// A chunk a thread has run, waiting for the loop to report it.
+struct ThreadPoolExecutor::Finished {
+  ChunkTask task;
+  std::uint32_t slot = 0;
+  pid_t pid = 0;
+  detail::ChunkExecution done;
+  std::vector<std::byte> result;
 };
 
 ThreadPoolExecutor::ThreadPoolExecutor(ThreadPoolOptions options) {
@@ -19,6 +32,7 @@ ThreadPoolExecutor::ThreadPoolExecutor(ThreadPoolOptions options) {
   if (n == 0) throw InvalidArgument("ThreadPoolExecutor: workers must be at least 1, got 0");
   if (options.queue_depth == 0) throw InvalidArgument("ThreadPoolExecutor: queue_depth must be at least 1, got 0");
   capacity_ = n * (1 + options.queue_depth);
+  eventfd_ = detail::UniqueFd(detail::sys("eventfd", [] { return ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }));
   threads_.reserve(n);
   for (std::size_t slot = 0; slot < n; ++slot) threads_.emplace_back([this, slot] { thread_main(slot); });
 }
@@ -34,11 +48,18 @@ ThreadPoolExecutor::~ThreadPoolExecutor() {
 }
 
 void ThreadPoolExecutor::start_run(const RunContext& context) {
-  std::lock_guard lock(mutex_);
-  context_ = context;
-  outstanding_ = 0;
-  stop_.store(0, std::memory_order_relaxed);
-  token_ = std::make_shared<RunToken>();
+  std::uint64_t stale = 0;
+  (void)::read(eventfd_.get(), &stale, sizeof stale);  // wake-ups from the end of the previous run
+  auto token = std::make_shared<RunToken>(context.loop);
+  token->wake.assign(detail::dup_fd(eventfd_.get()).release());
+  {
+    std::lock_guard lock(mutex_);
+    context_ = context;
+    outstanding_ = 0;
+    stop_.store(0, std::memory_order_relaxed);
+  }
+  token_ = std::move(token);
+  wait_for_results();
 }
 
 bool ThreadPoolExecutor::try_submit(const ChunkTask& task) {
@@ -53,11 +74,40 @@ bool ThreadPoolExecutor::try_submit(const ChunkTask& task) {
 }
 
 void ThreadPoolExecutor::stop_run() noexcept {
-  std::unique_lock lock(mutex_);
-  if (token_) token_->active = false;
-  queue_.clear();
-  idle_.wait(lock, [&] { return running_ == 0; });  // running chunks still read the run's arrays
+  if (token_) {
+    token_->active = false;
+    std::error_code ignored;
+    token_->wake.cancel(ignored);
+  }
+  {
+    std::unique_lock lock(mutex_);
+    queue_.clear();
+    idle_.wait(lock, [&] { return running_ == 0; });  // running chunks still read the run's arrays
+    finished_.clear();
+  }
   token_.reset();
+}
+
+void ThreadPoolExecutor::wait_for_results() {
+  token_->wake.async_wait(asio::posix::stream_descriptor::wait_read, [this, token = token_](const std::error_code& ec) {
+    if (ec || !token->active) return;
+    std::uint64_t count = 0;
+    (void)::read(eventfd_.get(), &count, sizeof count);
+    std::vector<Finished> batch;
+    {
+      std::lock_guard lock(mutex_);
+      batch.swap(finished_);
+    }
+    for (const Finished& f : batch) {
+      if (!token->active) return;  // a callback stopped the run
+      --outstanding_;
+      const ChunkOutcome outcome{f.task.id, f.result, f.done.start_ns, f.done.end_ns, f.slot, f.pid,
+                                 f.done.failed ? ChunkFailure::exception : ChunkFailure::none, f.done.error_type,
+                                 f.done.error_message};
+      context_.sink->on_chunk_done(outcome);
+    }
+    if (token->active) wait_for_results();
+  });
 }
 
 void ThreadPoolExecutor::thread_main(std::size_t slot) {
@@ -66,7 +116,6 @@ void ThreadPoolExecutor::thread_main(std::size_t slot) {
   for (;;) {
     ChunkTask task;
     RunContext context;
-    std::shared_ptr<RunToken> token;
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
@@ -74,24 +123,18 @@ void ThreadPoolExecutor::thread_main(std::size_t slot) {
       task = queue_.front();
       queue_.pop_front();
       context = context_;
-      token = token_;
       ++running_;
     }
     const RunArray& array = context.arrays[task.array];
     out.clear();
     const detail::ChunkCall call{array.data, array.meta.shape, task.range, &out, &stop_};
     detail::ChunkExecution done = detail::execute_chunk(task.fn, call);
-    asio::post(context.loop, [this, token, sink = context.sink, task, slot, pid, done = std::move(done),
-                              result = out]() noexcept {
-      if (!token->active) return;  // the run this chunk belonged to has stopped
-      --outstanding_;
-      const ChunkOutcome outcome{task.id, result, done.start_ns, done.end_ns, static_cast<std::uint32_t>(slot), pid,
-                                 done.failed ? ChunkFailure::exception : ChunkFailure::none, done.error_type, done.error_message};
-      sink->on_chunk_done(outcome);
-    });
     {
       std::lock_guard lock(mutex_);
+      finished_.push_back(Finished{task, static_cast<std::uint32_t>(slot), pid, std::move(done), std::move(out)});
       --running_;
+      const std::uint64_t one = 1;
+      (void)::write(eventfd_.get(), &one, sizeof one);  // wakes the loop without touching it
     }
     idle_.notify_all();
   }

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "mpaio/detail/unique_fd.hpp"
 #include "mpaio/executor.hpp"
 
 namespace mpaio {
@@ -24,7 +25,8 @@ struct ThreadPoolOptions {
   std::size_t queue_depth = 4;
 };
 
-/// Runs chunks on `workers` threads of the calling process. Results are posted to the run's event loop.
+/// Runs chunks on `workers` threads of the calling process. Results reach the run's event loop through an
+/// eventfd it watches (the threads never touch the loop itself, which may be being destroyed).
 /// No isolation: a crash in `process` takes the program down (use ProcessPoolExecutor for that).
 /// stop_run() waits for the chunks already running, since a thread cannot be stopped from outside.
 class ThreadPoolExecutor final : public Executor {
@@ -43,7 +45,9 @@ class ThreadPoolExecutor final : public Executor {
 
  private:
   struct RunToken;
+  struct Finished;
   void thread_main(std::size_t slot);
+  void wait_for_results();
 
   std::size_t capacity_ = 0;
   std::mutex mutex_;
@@ -51,11 +55,13 @@ class ThreadPoolExecutor final : public Executor {
   std::condition_variable idle_;
   std::deque<ChunkTask> queue_;
   std::size_t running_ = 0;
+  std::vector<Finished> finished_;  // run by a thread, not yet reported on the loop
   std::size_t outstanding_ = 0;  // submitted and not yet reported (loop thread only)
   bool stopping_ = false;
   std::atomic<std::uint32_t> stop_{0};
   RunContext context_;
-  std::shared_ptr<RunToken> token_;
+  std::shared_ptr<RunToken> token_;  // loop thread only
+  detail::UniqueFd eventfd_;         // written by the threads when they finish a chunk
   std::vector<std::thread> threads_;
 };
 

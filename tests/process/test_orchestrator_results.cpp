@@ -24,6 +24,7 @@
 #include "../../examples/seed_workers.hpp"
 #include "mpaio/mpaio.hpp"
 #include "support/engine.hpp"
+#include "support/proc.hpp"
 #include "support/watchdog.hpp"
 
 namespace {

@@ -195,35 +195,9 @@ TEST(ProcessPoolSignals, WorkersAndTheForkServerIgnoreSigint) {
   EXPECT_NE(pool.worker_pid(0), w0);
 }
 
-/// While it lives, this process adopts its orphaned descendants (PR_SET_CHILD_SUBREAPER), so that a test
-/// can reap them itself instead of leaving zombies to init.
-class Subreaper {
- public:
-  Subreaper() { ok_ = ::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0; }
-  ~Subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
-  Subreaper(const Subreaper&) = delete;
-  Subreaper& operator=(const Subreaper&) = delete;
-  [[nodiscard]] bool ok() const { return ok_; }
-
- private:
-  bool ok_ = false;
-};
-
-/// Waits (up to 10 s: a bound against hangs) until `pid` has exited, reaping it once it is our child.
-bool reaped_soon(pid_t pid) {
-  for (int i = 0; i < 10'000; ++i) {
-    int status = 0;
-    const pid_t rc = ::waitpid(pid, &status, WNOHANG);
-    if (rc == pid) return true;                                     // exited, adopted and reaped by us
-    if (rc < 0 && errno == ECHILD && process_state(pid) == 0) return true;  // gone (reaped elsewhere)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return false;
-}
-
 TEST(ProcessPoolSignals, WorkersDieWithTheCaller) {
   mpaio_test::Watchdog watchdog(60);
-  const Subreaper subreaper;  // the orphaned fork server and workers become ours, to check and reap
+  const mpaio_test::Subreaper subreaper;  // the orphaned fork server and workers become ours, to check and reap
   ASSERT_TRUE(subreaper.ok());
   int pipe_fds[2];
   ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
@@ -248,7 +222,7 @@ TEST(ProcessPoolSignals, WorkersDieWithTheCaller) {
   ASSERT_EQ(n, static_cast<ssize_t>(sizeof pids));
   for (pid_t pid : pids) {
     ASSERT_GT(pid, 0);
-    EXPECT_TRUE(reaped_soon(pid)) << "pid " << pid << " outlived its caller (state " << process_state(pid) << ")";
+    EXPECT_TRUE(mpaio_test::reaped_soon(pid)) << "pid " << pid << " outlived its caller (state " << process_state(pid) << ")";
   }
   EXPECT_TRUE(mpaio_test::children_of(::getpid()).empty());
 }

@@ -2,9 +2,12 @@
 // Test helpers: processes as /proc shows them (parents, children, descendants, state).
 
 #include <dirent.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/types.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -83,6 +86,32 @@ inline bool exits_soon(pid_t pid) {
   for (int i = 0; i < 10'000; ++i) {
     const char state = process_state(pid);
     if (state == 0 || state == 'Z' || state == 'X') return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+/// While it lives, this process adopts its orphaned descendants (PR_SET_CHILD_SUBREAPER), so that a test
+/// can reap them itself instead of leaving zombies to init.
+class Subreaper {
+ public:
+  Subreaper() { ok_ = ::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0; }
+  ~Subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
+  Subreaper(const Subreaper&) = delete;
+  Subreaper& operator=(const Subreaper&) = delete;
+  [[nodiscard]] bool ok() const { return ok_; }
+
+ private:
+  bool ok_ = false;
+};
+
+/// Waits (up to 10 s: a bound against hangs) until `pid` has exited, reaping it once it is our child.
+inline bool reaped_soon(pid_t pid) {
+  for (int i = 0; i < 10'000; ++i) {
+    int status = 0;
+    const pid_t rc = ::waitpid(pid, &status, WNOHANG);
+    if (rc == pid) return true;                                     // exited, adopted and reaped by us
+    if (rc < 0 && errno == ECHILD && process_state(pid) == 0) return true;  // gone (reaped elsewhere)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return false;

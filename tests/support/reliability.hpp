@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "mpaio/mpaio.hpp"
+#include "support/proc.hpp"
 #include "support/watchdog.hpp"
 
 // In their own namespace, so that they never collide with the other helpers of mpaio_test.
