@@ -82,15 +82,19 @@ struct ProcessPoolExecutor::Impl {
 
   /// The run's watchers; shared with pending handlers so that they outlive a stopped run.
   struct Watch {
-    explicit Watch(const asio::any_io_executor& loop) : wake(loop), tick(loop) {}
+    explicit Watch(const asio::any_io_executor& loop) : wake(loop), tick(loop), held(loop) {}
     bool active = true;
     asio::posix::stream_descriptor wake;
     asio::steady_timer tick;  // checks chunk timeouts
+    asio::steady_timer held;  // collects results workers hold without waking us (Impl::watch_held)
+    bool held_pending = false;
+    std::int64_t drained_ns = 0;  // when collect() last ran
     std::vector<std::unique_ptr<asio::posix::stream_descriptor>> deaths;
   };
 
   ProcessPoolOptions options;
-  std::size_t depth = 0;  // chunks a worker holds: the running one plus the queue
+  std::size_t depth = 0;  // most chunks a worker holds: the running one plus the queue
+  std::int64_t chunk_ns = 0;  // this run's chunk duration, a moving average of the results; 0: none yet
   detail::PoolLayout layout;
   std::optional<SharedMemory> channels;
   UniqueFd eventfd;
@@ -120,6 +124,8 @@ struct ProcessPoolExecutor::Impl {
     layout.slots = n;
     layout.max_result_bytes = options.max_result_bytes;
     layout.worker_spin = options.worker_spin;
+    layout.max_result_delay = options.max_result_delay;
+    layout.refill_below = options.queue_depth / 2;
     layout.shutdown_grace = options.shutdown_grace;
     if (options.pin_workers) {
       const int cpus = std::max(1, static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)));
@@ -303,6 +309,7 @@ struct ProcessPoolExecutor::Impl {
   void start_run(const RunContext& ctx) {
     if (fork_server <= 0) throw Error("ProcessPoolExecutor: the pool has been shut down");
     context = ctx;
+    chunk_ns = 0;
     orphans.clear();
     for (Slot& slot : slots) slot.channel.header().stop_requested.store(0, std::memory_order_relaxed);
     for (std::size_t i = 0; i < slots.size(); ++i) {
@@ -400,14 +407,50 @@ struct ProcessPoolExecutor::Impl {
 
   /// Delivers every result that has landed; arms the workers' wake-ups once there is nothing left.
   void collect() {
+    watch->drained_ns = detail::monotonic_ns();
     const std::int64_t spin = std::chrono::nanoseconds(options.caller_spin).count();
     for (;;) {
       for (std::size_t i = 0; i < slots.size() && watch && watch->active; ++i) drain(i);
       if (!watch || !watch->active) return;
       if (spin > 0 && in_flight() != 0 && spin_for_result(spin)) continue;
       for (Slot& slot : slots) slot.channel.header().parent_armed.store(1, std::memory_order_seq_cst);
-      if (!result_pending()) return;
+      if (!result_pending()) break;
     }
+    if (may_hold()) watch_held();
+  }
+
+  /// Whether workers may be holding results of short chunks without waking us (see ProcessPoolOptions).
+  [[nodiscard]] bool may_hold() const {
+    return chunk_ns < std::chrono::nanoseconds(options.max_result_delay).count() && in_flight() != 0;
+  }
+
+  /// A worker holds results while it has more chunks queued, guessing from the last one that the next will
+  /// be short as well. When that guess is wrong, this timer still delivers them: it collects once no
+  /// wake-up has for max_result_delay. It is not re-armed per wake-up (a timerfd update each time), it
+  /// only fires at most once per max_result_delay and then waits for the rest of the period.
+  void watch_held() {
+    if (watch->held_pending) return;
+    watch->held_pending = true;
+    const std::int64_t period = std::chrono::nanoseconds(options.max_result_delay).count();
+    const std::int64_t due = watch->drained_ns + period - detail::monotonic_ns();
+    watch->held.expires_after(std::chrono::nanoseconds(std::clamp<std::int64_t>(due, 0, period)));
+    watch->held.async_wait([this, w = watch, period](const std::error_code& ec) {
+      w->held_pending = false;
+      if (ec || !w->active) return;
+      if (detail::monotonic_ns() - w->drained_ns >= period) {
+        collect();  // re-arms when needed
+      } else if (may_hold()) {
+        watch_held();
+      }
+    });
+  }
+
+  /// How many chunks a worker gets at once, the running one included: about a millisecond of work, at
+  /// least two (the next chunk is there when one ends), at most queue_depth + 1.
+  [[nodiscard]] std::size_t window() const {
+    constexpr std::int64_t kQueuedWork = 1'000'000;
+    const std::size_t wanted = chunk_ns == 0 ? 2 : static_cast<std::size_t>(kQueuedWork / chunk_ns + 1);
+    return std::clamp<std::size_t>(wanted, std::min<std::size_t>(2, depth), depth);
   }
 
   [[nodiscard]] bool result_pending() const {
@@ -462,6 +505,8 @@ struct ProcessPoolExecutor::Impl {
       }
       const ChunkTask task = slot.in_flight.front();
       slot.in_flight.pop_front();
+      const std::int64_t took = std::max<std::int64_t>(rec.end_ns - rec.start_ns, 1);
+      chunk_ns = chunk_ns == 0 ? took : chunk_ns + (took - chunk_ns) / 8;
       ++traffic.chunks;
       traffic.result_bytes += rec.size;
       traffic.payload_bytes += rec.kind == detail::ResultKind::ok ? rec.payload : 0;
@@ -576,10 +621,11 @@ struct ProcessPoolExecutor::Impl {
   }
 
   Slot* pick_slot() {
+    const std::size_t limit = window();
     Slot* best = nullptr;
     for (std::size_t k = 0; k < slots.size(); ++k) {
       Slot& s = slots[(next_slot + k) % slots.size()];
-      if (!s.alive || s.retiring || s.in_flight.size() >= depth) continue;
+      if (!s.alive || s.retiring || s.in_flight.size() >= limit) continue;
       if (best == nullptr || s.in_flight.size() < best->in_flight.size()) best = &s;
     }
     if (best != nullptr) next_slot = static_cast<std::size_t>(best - slots.data() + 1) % slots.size();
@@ -618,6 +664,7 @@ struct ProcessPoolExecutor::Impl {
       std::error_code ignored;
       watch->wake.cancel(ignored);
       watch->tick.cancel();
+      watch->held.cancel();
       for (auto& d : watch->deaths) {
         if (d) d->cancel(ignored);
       }

@@ -16,15 +16,22 @@ namespace mpaio {
 struct ProcessPoolOptions {
   /// Number of worker processes (at least 1); by default one per core.
   std::size_t workers = default_worker_count();
-  /// Chunks queued per worker beyond the one it runs, so it never waits for a round trip (1..32).
-  std::size_t queue_depth = 8;
+  /// Most chunks queued per worker beyond the one it runs (1..32). While chunks are long the pool queues
+  /// fewer, about a millisecond of work per worker, so that long chunks stay balanced across workers; short
+  /// ones fill the queue, so that a worker never waits for a round trip to the caller.
+  std::size_t queue_depth = 32;
   /// Largest encoded result of one chunk, in bytes; a bigger one fails its chunk (not the run).
   std::size_t max_result_bytes = 1 << 20;
   /// How long a worker waits for work, spinning, before it sleeps on a futex.
   std::chrono::microseconds worker_spin{50};
+  /// How long a finished result of a short chunk may wait before its worker wakes the caller's loop, so
+  /// that thousands of tiny chunks cost one wake-up per batch rather than one per chunk. A chunk that ran
+  /// longer than this, and a worker's last queued chunk, wake the caller at once. 0: every result does.
+  std::chrono::microseconds max_result_delay{500};
   /// How long the caller's loop, with chunks in flight and no result ready, spins for the next result
-  /// before it sleeps on the eventfd (results of short chunks land sooner than a wake-up takes).
-  std::chrono::microseconds caller_spin{20};
+  /// before it sleeps on the eventfd. Worth it only with a core to spare beside the workers: on a machine
+  /// whose cores the workers fill, the spin takes a core from them.
+  std::chrono::microseconds caller_spin{0};
   /// At shutdown, how long workers get to exit before they are killed.
   std::chrono::milliseconds shutdown_grace{2000};
   /// Replace a worker process after it has run this many chunks (for code that leaks); 0: never.
@@ -56,7 +63,7 @@ struct ChannelTraffic {
 ///
 /// Tasks and results travel through per-worker rings in shared memory; a worker sleeps on a futex when
 /// idle, and wakes the caller through an eventfd that the run's Asio loop watches, so no thread blocks
-/// waiting. A worker's death is seen at once through its pidfd. Each worker maps an array's segment once
+/// waiting; results of short chunks wake it once per batch (see max_result_delay). A worker's death is seen at once through its pidfd. Each worker maps an array's segment once
 /// and keeps the mapping for later chunks and runs. Workers ignore SIGINT (the caller decides what Ctrl-C
 /// means) and die with the caller. Destruction stops and reaps every process.
 class ProcessPoolExecutor final : public Executor {

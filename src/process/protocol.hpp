@@ -47,6 +47,8 @@ struct PoolLayout {
   std::size_t max_result_bytes = 0;
   int eventfd = -1;
   std::chrono::nanoseconds worker_spin{};
+  std::chrono::nanoseconds max_result_delay{};  // how long a worker may hold results of short chunks
+  std::uint64_t refill_below = 0;  // a worker with this many chunks queued or fewer wakes the caller at once
   std::chrono::milliseconds shutdown_grace{};
   std::vector<int> pinned_cpus;  // per slot (slot % size), empty: not pinned
 

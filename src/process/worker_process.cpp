@@ -37,6 +37,7 @@ class WorkerProcess {
   [[noreturn]] void run() {
     auto& h = channel_.header();
     for (;;) {
+      if (h.task_head.load(std::memory_order_seq_cst) == task_tail_) wake_caller_if_holding();
       wait_until([&] { return h.task_head.load(std::memory_order_seq_cst) != task_tail_; });
       const TaskRecord task = h.tasks[task_tail_ % kTaskSlots];
       h.task_tail.store(++task_tail_, std::memory_order_release);
@@ -45,7 +46,9 @@ class WorkerProcess {
         case TaskKind::bind: bind(); break;
         case TaskKind::forget: segments_.erase(task.key); break;
         case TaskKind::log_level: spdlog::set_level(static_cast<spdlog::level::level_enum>(task.array)); break;
-        case TaskKind::stop: ::_exit(0);
+        case TaskKind::stop:
+          wake_caller_if_holding();
+          ::_exit(0);
       }
     }
   }
@@ -161,7 +164,29 @@ class WorkerProcess {
     if (!payload.empty()) std::memcpy(channel_.ring() + offset + sizeof header, payload.data(), payload.size());
     result_head_ += record;
     h.result_head.store(result_head_, std::memory_order_seq_cst);
-    if (h.parent_armed.exchange(0, std::memory_order_seq_cst) != 0) ::eventfd_write(layout_.eventfd, 1);
+    if (kind == ResultKind::log || !hold(end - start, end)) wake_caller();
+  }
+
+  /// Whether a result may wait for the next one before the caller hears of it: only one of a short chunk,
+  /// with more chunks queued, while the oldest result waiting is younger than max_result_delay.
+  bool hold(std::int64_t duration_ns, std::int64_t now_ns) {
+    const std::int64_t limit = layout_.max_result_delay.count();
+    if (duration_ns >= limit) return false;
+    if (channel_.header().task_head.load(std::memory_order_acquire) - task_tail_ <= layout_.refill_below) return false;
+    if (held_since_ns_ == 0) held_since_ns_ = now_ns;
+    return now_ns - held_since_ns_ < limit;
+  }
+
+  /// Before the worker waits or leaves: the caller must see the results it holds.
+  void wake_caller_if_holding() {
+    std::lock_guard lock(publish_mutex_);
+    if (held_since_ns_ != 0) wake_caller();
+  }
+
+  /// Wakes the caller's loop if it sleeps: every result published so far is then seen.
+  void wake_caller() {
+    held_since_ns_ = 0;
+    if (channel_.header().parent_armed.exchange(0, std::memory_order_seq_cst) != 0) ::eventfd_write(layout_.eventfd, 1);
   }
 
   const PoolLayout& layout_;
@@ -169,6 +194,7 @@ class WorkerProcess {
   int socket_;
   std::uint64_t task_tail_ = 0;
   std::uint64_t result_head_ = 0;
+  std::int64_t held_since_ns_ = 0;  // when the oldest result the caller has not been woken for landed; 0: none
   std::unordered_map<std::uint64_t, Mapping> segments_;
   std::vector<BoundArray> arrays_;
   std::vector<std::byte> out_;
