@@ -19,6 +19,7 @@ SharedMemoryPool SharedMemoryPool::create(PoolOptions options) {
   detail::PoolCore::format(*reinterpret_cast<detail::pool::Header*>(control.data()), options, size);
   SharedMemoryPool pool(std::make_unique<detail::PoolCore>(std::move(control), true));
   pool.core_->add_first_segment();  // held by the owner, so that it outlives any worker
+  if (options.watch_processes) pool.core_->start_watcher();
   return pool;
 }
 
@@ -64,6 +65,7 @@ PoolStats SharedMemoryPool::stats() const { return core_->stats(); }
 const std::string& SharedMemoryPool::name() const noexcept { return core_->name(); }
 std::uint64_t SharedMemoryPool::id() const noexcept { return core_->id(); }
 pid_t SharedMemoryPool::owner() const noexcept { return core_->owner_pid(); }
+bool SharedMemoryPool::watching() const noexcept { return core_->watching(); }
 
 SharedMemoryPool* SharedMemoryPool::find(std::uint64_t id) noexcept {
   detail::PoolCore* core = detail::find_pool(id);

@@ -32,6 +32,11 @@ struct PoolOptions {
   std::uint32_t max_blocks = 1u << 18;
   /// Capacity of the reference table (handles in all processes plus transfers in flight).
   std::uint32_t max_references = 1u << 19;
+  /// Reclaim dead processes in the background (default): the owner runs one watcher thread that holds a
+  /// pidfd for every process registered with the pool and, as soon as one exits (killed or not), releases
+  /// everything it held or had in flight to it. false, or a kernel without pidfd_open (Linux < 5.3): no
+  /// thread; reclaim_dead(), called automatically before the pool grows, is then the only reclamation.
+  bool watch_processes = true;
 };
 
 /// Counters of a pool, read under its lock.
@@ -53,9 +58,18 @@ struct PoolStats {
 /// arrays up to 4 KiB, TLSF for larger ones; blocks are 64-byte aligned; bookkeeping lives in a separate
 /// control segment, never among the data). Segments are added on demand and never remapped. Every
 /// reference (a PoolArray in some process, or a PoolTransfer in flight) is a record in shared memory
-/// naming its holder, so a block is freed by whichever process drops the last reference, and
-/// reclaim_dead() releases everything a dead process held without its help. A process killed inside the
-/// locked section leaves a journal that the next locker rolls back.
+/// naming its holder, so a block is freed by whichever process drops the last reference, and what a dead
+/// process held is released without its help. A process killed inside the locked section leaves a journal
+/// that the next locker rolls back.
+///
+/// Dead processes: every process registers in a slot of the control segment on its first pool operation
+/// and wakes the owner (one datagram to an abstract unix socket named after the pool id). The owner's
+/// watcher thread (PoolOptions::watch_processes, on by default) opens a pidfd for each registered process
+/// and, when one becomes readable, releases that process's references at once: nobody calls anything.
+/// The thread blocks every signal, holds no process-local lock across fork() (fork handlers wait until it
+/// is between steps) and its descriptors are closed in forked children; the destructor stops and joins
+/// it. Without it (option off, or no pidfd_open) reclaim_dead() finds dead processes by /proc pid + start
+/// time, automatically before the pool grows.
 ///
 /// Reaching worker processes: create the pool *before* the ProcessPoolExecutor, so that workers inherit
 /// it (its mappings and this object), or use a named pool and attach by name. Data segments added later
@@ -131,7 +145,8 @@ class SharedMemoryPool {
 
   /// Releases every reference held by, or in flight to, a registered process that no longer exists
   /// (checked by pid and start time, so a reused pid is not mistaken for it); returns how many. Called
-  /// automatically before the pool grows; call it when a worker dies.
+  /// automatically before the pool grows. With the watcher running (watching()) the owner needs it only to
+  /// be sure at a given point (the watcher may have released everything already: it then returns 0).
   std::size_t reclaim_dead();
   /// Releases the transfers still in flight whose sender died (reclaim_dead() marks them): call it when
   /// no message from a dead process can arrive any more (after a run). Returns how many.
@@ -147,6 +162,9 @@ class SharedMemoryPool {
   [[nodiscard]] std::uint64_t id() const noexcept;
   /// The owner's pid.
   [[nodiscard]] pid_t owner() const noexcept;
+  /// Whether this process runs the pool's watcher thread (the owner, with PoolOptions::watch_processes and
+  /// a kernel that has pidfd_open).
+  [[nodiscard]] bool watching() const noexcept;
   /// The pool with id `id` that this process holds (created, attached or inherited), or nullptr.
   static SharedMemoryPool* find(std::uint64_t id) noexcept;
 

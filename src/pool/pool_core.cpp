@@ -1,5 +1,7 @@
 #include "pool/pool_core.hpp"
 
+#include "pool/pool_watcher.hpp"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <pthread.h>
@@ -13,9 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
-#include <fstream>
 #include <map>
-#include <sstream>
 
 #include <fmt/format.h>
 
@@ -52,24 +52,6 @@ PoolRegistry& pools() {
   return *instance;
 }
 
-/// Start time (clock ticks since boot) of process `pid`, 0 when it does not exist or is a zombie.
-std::uint64_t start_time_of(pid_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string line;
-  if (!in || !std::getline(in, line)) return 0;
-  const auto paren = line.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::istringstream fields(line.substr(paren + 1));
-  std::string state;
-  fields >> state;
-  if (state == "Z" || state == "X" || state == "x") return 0;
-  std::string skip;
-  for (int i = 0; i < 18; ++i) fields >> skip;  // fields 4..21
-  std::uint64_t start = 0;
-  fields >> start;
-  return start;
-}
-
 // TLSF size mapping.
 inline unsigned log2_floor(std::uint64_t v) noexcept { return 63u - static_cast<unsigned>(std::countl_zero(v)); }
 inline void mapping_insert(std::uint64_t size, unsigned& fl, unsigned& sl) noexcept {
@@ -91,6 +73,34 @@ inline std::uint64_t round_up(std::uint64_t v, std::uint64_t to) noexcept { retu
 }  // namespace
 
 void set_pool_fault_hook(PoolFaultHook hook) noexcept { fault_hook.store(hook); }
+
+std::uint64_t process_start_time(pid_t pid) noexcept {
+  char path[40];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char line[1024];
+  ssize_t got = -1;
+  do {
+    got = ::read(fd, line, sizeof line - 1);
+  } while (got < 0 && errno == EINTR);
+  ::close(fd);
+  if (got <= 0) return 0;
+  line[got] = '\0';
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so fields count from the last ')'.
+  const char* p = std::strrchr(line, ')');
+  if (p == nullptr || p[1] != ' ') return 0;
+  p += 2;
+  if (*p == 'Z' || *p == 'X' || *p == 'x') return 0;
+  for (int field = 3; field < 22; ++field) {  // skip to field 22, starttime
+    p = std::strchr(p, ' ');
+    if (p == nullptr) return 0;
+    ++p;
+  }
+  std::uint64_t start = 0;
+  for (; *p >= '0' && *p <= '9'; ++p) start = start * 10 + static_cast<std::uint64_t>(*p - '0');
+  return start;
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Segments opened through /proc
@@ -224,7 +234,7 @@ void PoolCore::format(Header& h, const PoolOptions& o, std::size_t control_size)
   ::pthread_mutexattr_destroy(&attr);
   // The owner takes slot 0.
   h.processes[0].pid = ::getpid();
-  h.processes[0].start_time = start_time_of(::getpid());
+  h.processes[0].start_time = process_start_time(::getpid());
   h.processes[0].state = slot_live;
   h.process_count = 1;
   std::atomic_thread_fence(std::memory_order_release);
@@ -253,6 +263,7 @@ PoolCore::PoolCore(SharedMemory control, bool owner) : control_(std::move(contro
 }
 
 PoolCore::~PoolCore() {
+  watcher_.reset();  // the thread reads the control segment
   {
     std::lock_guard lock(pools().mutex);
     auto it = pools().by_id.find(h_->pool_id);
@@ -283,7 +294,7 @@ PoolCore::~PoolCore() {
 void PoolCore::register_self() {
   const std::uint64_t epoch = pool_fork_epoch.load();
   const pid_t pid = ::getpid();
-  const std::uint64_t start = start_time_of(pid);
+  const std::uint64_t start = process_start_time(pid);
   {
     // In a child of fork() everything this object holds is the parent's: never unlink a name from here.
     std::lock_guard local(local_mutex_);
@@ -291,46 +302,69 @@ void PoolCore::register_self() {
     control_.keep();
     owner_ = pid == owner_pid() ? owner_ : false;
   }
-  Locked l(*this);
-  std::uint32_t free_slot = kNone;
-  for (std::uint32_t i = 0; i < kMaxProcesses; ++i) {
-    const ProcessSlot& s = h_->processes[i];
-    if (s.state == slot_live && s.pid == pid && s.start_time == start) {  // registered on our behalf
-      slot_ = i;
-      epoch_ = epoch;
-      return;
+  {
+    Locked l(*this);
+    std::uint32_t free_slot = kNone;
+    for (std::uint32_t i = 0; i < kMaxProcesses; ++i) {
+      const ProcessSlot& s = h_->processes[i];
+      if (s.state == slot_live && s.pid == pid && s.start_time == start) {  // registered on our behalf
+        slot_ = i;
+        epoch_ = epoch;
+        return;
+      }
+      if (s.state == slot_free && free_slot == kNone) free_slot = i;
     }
-    if (s.state == slot_free && free_slot == kNone) free_slot = i;
+    if (free_slot == kNone) {
+      throw PoolExhausted(fmt::format("SharedMemoryPool {}: all {} process slots are taken (call reclaim_dead())",
+                                      name(), kMaxProcesses), 0, free_bytes());
+    }
+    take_slot(free_slot, pid, start);
+    slot_ = free_slot;
+    epoch_ = epoch;
   }
-  if (free_slot == kNone) {
-    throw PoolExhausted(fmt::format("SharedMemoryPool {}: all {} process slots are taken (call reclaim_dead())", name(),
-                                    kMaxProcesses), 0, free_bytes());
-  }
-  set(h_->processes[free_slot].pid, static_cast<std::int32_t>(pid));
-  set(h_->processes[free_slot].start_time, start);
-  set(h_->processes[free_slot].state, std::uint32_t{slot_live});
-  set(h_->process_count, h_->process_count + 1);
-  slot_ = free_slot;
-  epoch_ = epoch;
+  PoolWatcher::notify(h_->pool_id);  // the owner's watcher opens a pidfd for this process
 }
 
 std::uint32_t PoolCore::slot_of(pid_t pid) {
   if (pid == 0 || pid == owner_pid()) return h_->owner_slot;
-  const std::uint64_t start = start_time_of(pid);
+  const std::uint64_t start = process_start_time(pid);
   if (start == 0) throw InvalidArgument(fmt::format("SharedMemoryPool::send: no live process {}", pid));
-  Locked l(*this);
   std::uint32_t free_slot = kNone;
-  for (std::uint32_t i = 0; i < kMaxProcesses; ++i) {
-    const ProcessSlot& s = h_->processes[i];
-    if (s.state == slot_live && s.pid == pid && s.start_time == start) return i;
-    if (s.state == slot_free && free_slot == kNone) free_slot = i;
+  {
+    Locked l(*this);
+    for (std::uint32_t i = 0; i < kMaxProcesses; ++i) {
+      const ProcessSlot& s = h_->processes[i];
+      if (s.state == slot_live && s.pid == pid && s.start_time == start) return i;
+      if (s.state == slot_free && free_slot == kNone) free_slot = i;
+    }
+    if (free_slot == kNone) throw PoolExhausted(fmt::format("SharedMemoryPool {}: process slots full", name()), 0, 0);
+    take_slot(free_slot, pid, start);
   }
-  if (free_slot == kNone) throw PoolExhausted(fmt::format("SharedMemoryPool {}: process slots full", name()), 0, 0);
-  set(h_->processes[free_slot].pid, static_cast<std::int32_t>(pid));
-  set(h_->processes[free_slot].start_time, start);
-  set(h_->processes[free_slot].state, std::uint32_t{slot_live});
-  set(h_->process_count, h_->process_count + 1);
+  PoolWatcher::notify(h_->pool_id);
   return free_slot;
+}
+
+void PoolCore::take_slot(std::uint32_t slot, pid_t pid, std::uint64_t start_time) {
+  set(h_->processes[slot].pid, static_cast<std::int32_t>(pid));
+  set(h_->processes[slot].start_time, start_time);
+  set(h_->processes[slot].state, std::uint32_t{slot_live});
+  set(h_->process_count, h_->process_count + 1);
+}
+
+PoolCore::Slots PoolCore::process_slots() {
+  Slots out{};
+  Locked l(*this);
+  std::copy(std::begin(h_->processes), std::end(h_->processes), out.slots.begin());
+  out.owner = h_->owner_slot;
+  return out;
+}
+
+bool PoolCore::watching() const noexcept { return watcher_ != nullptr && watcher_->running(); }
+
+bool PoolCore::start_watcher() {
+  if (!owner_ || watcher_ || !PoolWatcher::supported()) return watcher_ != nullptr;
+  watcher_ = std::make_unique<PoolWatcher>(*this);
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -792,25 +826,32 @@ std::size_t PoolCore::reclaim_dead() {
   }
   std::size_t released = 0;
   for (const auto& [i, seen] : candidates) {
-    if (start_time_of(seen.pid) == seen.start_time) continue;  // alive (a reused pid has another start time)
-    Locked l(*this);
-    const ProcessSlot& now = h_->processes[i];
-    if (now.state != slot_live || now.pid != seen.pid || now.start_time != seen.start_time) continue;
-    for (std::uint32_t r = 0; r < h_->records_hwm; ++r) {
-      if (records_[r].state == record_in_flight && records_[r].next_free == i) {
-        set(records_[r].next_free, kNone);  // its sender is gone: an orphan (release_orphaned_transfers)
-        commit();
-      }
-      if (records_[r].state != record_free && records_[r].holder == i) {
-        release_record(r);
-        set(h_->reclaimed, h_->reclaimed + 1);
-        commit();
-        ++released;
-      }
-    }
-    set(h_->processes[i].state, std::uint32_t{slot_free});
-    set(h_->process_count, h_->process_count - 1);
+    if (process_start_time(seen.pid) == seen.start_time) continue;  // alive (a reused pid has another start time)
+    released += reclaim_slot(i, seen.pid, seen.start_time);
   }
+  return released;
+}
+
+std::size_t PoolCore::reclaim_slot(std::uint32_t slot, std::int32_t pid, std::uint64_t start_time) {
+  if (slot >= kMaxProcesses) return 0;
+  Locked l(*this);
+  const ProcessSlot& now = h_->processes[slot];
+  if (now.state != slot_live || now.pid != pid || now.start_time != start_time) return 0;
+  std::size_t released = 0;
+  for (std::uint32_t r = 0; r < h_->records_hwm; ++r) {
+    if (records_[r].state == record_in_flight && records_[r].next_free == slot) {
+      set(records_[r].next_free, kNone);  // its sender is gone: an orphan (release_orphaned_transfers)
+      commit();
+    }
+    if (records_[r].state != record_free && records_[r].holder == slot) {
+      release_record(r);
+      set(h_->reclaimed, h_->reclaimed + 1);
+      commit();
+      ++released;
+    }
+  }
+  set(h_->processes[slot].state, std::uint32_t{slot_free});
+  set(h_->process_count, h_->process_count - 1);
   return released;
 }
 

@@ -20,6 +20,12 @@
 
 namespace mpaio::detail {
 
+class PoolWatcher;
+
+/// Start time of process `pid` (clock ticks since boot, /proc/<pid>/stat field 22); 0 when it does not exist
+/// or is a zombie. Only system calls (no stdio, no locale): safe in the watcher thread and around fork().
+std::uint64_t process_start_time(pid_t pid) noexcept;
+
 /// An anonymous data segment opened through /proc/<pid>/fd/<fd> of the process that holds it, listed in
 /// the process-wide segment registry under its memfd name like any SharedMemory.
 class ProcFdSegment {
@@ -55,7 +61,19 @@ class PoolCore {
   PoolBlock adopt(const PoolTransfer& transfer);
   void drop(const PoolTransfer& transfer);
   std::size_t reclaim_dead();
+  /// Releases everything held by, or in flight to, the process in `slot` and frees the slot, if the slot
+  /// still names that process (pid and start time); returns how many references. For dead processes only.
+  std::size_t reclaim_slot(std::uint32_t slot, std::int32_t pid, std::uint64_t start_time);
   std::size_t release_orphaned_transfers();
+  /// A copy of the process table, read under the lock.
+  struct Slots {
+    std::array<pool::ProcessSlot, pool::kMaxProcesses> slots;
+    std::uint32_t owner;
+  };
+  Slots process_slots();
+  /// Owner: starts the background watcher (PoolWatcher), if the kernel has pidfds; returns whether it runs.
+  bool start_watcher();
+  [[nodiscard]] bool watching() const noexcept;
   /// Owner: adds the first data segment.
   void add_first_segment() { grow(h_->segment_size); }
   void check_invariants();
@@ -80,6 +98,7 @@ class PoolCore {
     if (epoch_ != pool_fork_epoch.load(std::memory_order_relaxed)) register_self();
   }
   void register_self();
+  void take_slot(std::uint32_t slot, pid_t pid, std::uint64_t start_time);  // under the lock
   std::uint32_t slot_of(pid_t pid);
   std::byte* base_of(std::uint32_t segment) {
     std::byte* base = bases_[segment].load(std::memory_order_acquire);
@@ -117,6 +136,7 @@ class PoolCore {
   std::array<std::string, pool::kMaxSegments> names_;
   std::vector<std::unique_ptr<SharedMemory>> created_;
   std::vector<std::unique_ptr<ProcFdSegment>> opened_;
+  std::unique_ptr<PoolWatcher> watcher_;  // owner only; stopped first in the destructor
 };
 
 }  // namespace mpaio::detail

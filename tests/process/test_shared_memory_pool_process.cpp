@@ -1,15 +1,22 @@
 // SharedMemoryPool across processes: arrays allocated in one process and freed in another, transfers,
 // SIGKILL of a process holding blocks, SIGKILL inside the locked section at every injected point, arrays
 // returned by ProcessPoolExecutor workers (10^5 of them, dropped at once), the same array sent twice, and
-// segments added after a fork. Every test runs under a Watchdog, every fork under a deadline.
+// segments added after a fork; the owner's pidfd watcher reclaiming a SIGKILLed process by itself, and
+// leaving no descriptor or thread behind. Every test runs under a Watchdog, every fork under a deadline.
+#include <dirent.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <numeric>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "mpaio/mpaio.hpp"
@@ -25,6 +32,40 @@ using mpaio::detail::PoolFaultPoint;
 
 mpaio::PoolOptions test_pool() {
   return {.segment_size = std::size_t{4} << 20, .max_segments = 16, .max_blocks = 1u << 18, .max_references = 1u << 18};
+}
+
+/// test_pool() without the watcher thread: dead processes are found only by reclaim_dead().
+mpaio::PoolOptions unwatched_pool() {
+  mpaio::PoolOptions options = test_pool();
+  options.watch_processes = false;
+  return options;
+}
+
+/// Polls `done` every millisecond until it holds or `limit` passes; returns how long it took, or -1 ms.
+std::chrono::milliseconds wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit) {
+  const auto start = std::chrono::steady_clock::now();
+  while (!done()) {
+    if (std::chrono::steady_clock::now() - start > limit) return std::chrono::milliseconds(-1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+}
+
+/// How many of this process's descriptors point at `target` ("anon_inode:[pidfd]", "socket:", ...: a prefix).
+int count_fds(const std::string& target) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto link = std::filesystem::read_symlink(entry.path(), ec);
+    if (!ec && link.string().starts_with(target)) ++n;
+  }
+  return n;
+}
+
+int count_entries(const char* dir) {
+  int n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir)) ++n;
+  return n;
 }
 
 /// A pipe for passing trivially copyable values from one process to another.
@@ -148,9 +189,10 @@ TEST(PoolProcess, TheSameArraySentTwiceLivesUntilBothAreDropped) {
   EXPECT_EQ(pool.stats().bytes_in_use, 0u);
 }
 
-TEST(PoolProcess, SigkillOfAProcessHolding1000BlocksReclaimsThemAll) {
+TEST(PoolProcess, SigkillOfAProcessHolding1000BlocksReclaimDeadReleasesThemAll) {
   mpaio_test::Watchdog watchdog(60);
-  auto pool = SharedMemoryPool::create(test_pool());
+  auto pool = SharedMemoryPool::create(unwatched_pool());  // the /proc fallback, called by hand
+  EXPECT_FALSE(pool.watching());
   auto kept = pool.allocate<float>({10});
   Pipe ready;
   const pid_t child = spawn([&] {
@@ -172,9 +214,90 @@ TEST(PoolProcess, SigkillOfAProcessHolding1000BlocksReclaimsThemAll) {
   EXPECT_EQ(s.reclaimed_references, 1000u);
 }
 
-TEST(PoolProcess, InFlightReferencesToADeadReceiverAreReclaimed) {
+TEST(PoolProcess, TheOwnerReclaimsASigkilledProcessHolding1000BlocksByItself) {
   mpaio_test::Watchdog watchdog(60);
   auto pool = SharedMemoryPool::create(test_pool());
+  ASSERT_TRUE(pool.watching()) << "no pidfd_open on this kernel?";
+  auto kept = pool.allocate<float>({10});
+  Pipe ready;
+  Pipe sent;
+  const pid_t child = spawn([&] {
+    std::vector<PoolArray<std::uint8_t>> held;
+    for (int i = 0; i < 1000; ++i) held.push_back(pool.allocate<std::uint8_t>({static_cast<std::size_t>(64 + i * 100)}));
+    sent.put(pool.send(held[0]));  // a transfer it sent (becomes an orphan) ...
+    ready.put(1);
+    ::pause();
+    return 0;
+  });
+  {
+    auto a = pool.allocate<std::int32_t>({100});
+    (void)pool.send(a, child);  // ... and one in flight to it (released with it)
+  }
+  ASSERT_EQ(ready.get<int>(), 1);
+  const PoolTransfer orphan = sent.get<PoolTransfer>();
+  EXPECT_EQ(pool.stats().blocks_in_use, 1002u);
+  // The watcher holds a pidfd for the child (opened when the child registered).
+  EXPECT_GE(wait_until([] { return count_fds("anon_inode:[pidfd]") == 1; }, std::chrono::seconds(10)).count(), 0);
+  ::kill(child, SIGKILL);
+  // No reclaim_dead(): the owner's watcher sees the pidfd become readable. The child is not even reaped
+  // yet (a zombie). stats() only reads.
+  const auto took = wait_until([&] { return pool.stats().reclaimed_references == 1001; }, std::chrono::seconds(10));
+  ASSERT_GE(took.count(), 0) << "not reclaimed within 10 s: " << pool.stats().reclaimed_references;
+  std::printf("reclaimed 1,000 blocks of a SIGKILLed process %lld ms after the kill\n",
+              static_cast<long long>(took.count()));
+  EXPECT_EQ(mpaio_test::wait_child(child).signal, SIGKILL);
+  pool.check_invariants();
+  auto s = pool.stats();
+  EXPECT_EQ(s.processes, 1u);
+  EXPECT_EQ(s.blocks_in_use, 2u);  // `kept` and the block of the orphaned transfer
+  EXPECT_EQ(s.in_flight, 1u);
+  EXPECT_GE(wait_until([] { return count_fds("anon_inode:[pidfd]") == 0; }, std::chrono::seconds(10)).count(), 0);
+  EXPECT_EQ(pool.reclaim_dead(), 0u);  // nothing left for the fallback
+  auto adopted = pool.adopt<std::uint8_t>(orphan);  // the orphan is still valid until released
+  EXPECT_EQ(adopted.size(), 64u);
+  adopted.reset();
+  s = pool.stats();
+  EXPECT_EQ(s.blocks_in_use, 1u);
+  EXPECT_EQ(s.bytes_in_use, 64u);
+  pool.check_invariants();
+}
+
+TEST(PoolProcess, TheWatcherLeavesNoDescriptorOrThreadInChildrenOrAfterThePool) {
+  mpaio_test::Watchdog watchdog(60);
+  const int fds_before = count_entries("/proc/self/fd");
+  const int threads_before = count_entries("/proc/self/task");
+  const int sockets_before = count_fds("socket:");
+  {
+    auto pool = SharedMemoryPool::create(test_pool());
+    ASSERT_TRUE(pool.watching());
+    EXPECT_EQ(count_entries("/proc/self/task"), threads_before + 1);
+    Pipe go;
+    const pid_t child = spawn([&] {
+      // Inherited: the pool's memfds. Not inherited: the watcher's epoll, eventfd, socket and pidfds.
+      if (count_fds("anon_inode:[eventpoll]") != 0 || count_fds("anon_inode:[eventfd]") != 0 ||
+          count_fds("anon_inode:[pidfd]") != 0 || count_fds("socket:") != sockets_before) {
+        return 2;
+      }
+      auto a = pool.allocate<std::int8_t>({1});  // registers: the owner opens a pidfd for this process
+      (void)go.get<int>();
+      return count_entries("/proc/self/task") == 1 ? 0 : 3;  // no watcher thread in a child
+    });
+    EXPECT_GE(wait_until([] { return count_fds("anon_inode:[pidfd]") == 1; }, std::chrono::seconds(10)).count(), 0);
+    go.put(1);
+    const auto result = mpaio_test::wait_child(child);
+    EXPECT_TRUE(result.exited_with(0)) << result.describe();
+    // A process that leaves normally releases its own slot; the watcher then drops its pidfd.
+    EXPECT_GE(wait_until([] { return count_fds("anon_inode:[pidfd]") == 0; }, std::chrono::seconds(10)).count(), 0);
+    EXPECT_EQ(pool.stats().processes, 1u);
+    EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  }
+  EXPECT_EQ(count_entries("/proc/self/fd"), fds_before);
+  EXPECT_EQ(count_entries("/proc/self/task"), threads_before);
+}
+
+TEST(PoolProcess, InFlightReferencesToADeadReceiverAreReclaimed) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create(unwatched_pool());
   Pipe go;
   const pid_t child = spawn([&] {
     (void)go.get<int>();
