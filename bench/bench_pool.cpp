@@ -6,7 +6,9 @@
 //   BM_Pool_Stress8Processes                                    8 processes allocating and freeing random
 //       sizes for MPAIO_POOL_STRESS_SECONDS (default 10) seconds: deadlock watchdog, failed allocations
 //       while free space >= 2x the request (must be 0), latency percentiles up to p99.9.
-// Medians: run with --benchmark_repetitions=5 --benchmark_report_aggregates_only=true.
+// Medians: run with --benchmark_repetitions=5 --benchmark_report_aggregates_only=true. bench/compare.py runs
+// the timed ones that way (--benchmark_filter=-Stress) and the stress test once, and prints the table.
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -188,9 +191,17 @@ void BM_Pool_Stress8Processes(benchmark::State& state) {
     ::close(fds[1]);
     Report total{};
     int reports = 0;
-    for (int p = 0; p < kProcesses; ++p) {
+    // Deadlock watchdog: every process must report shortly after the deadline, or all are killed.
+    const auto deadline = Clock::now() + std::chrono::duration<double>(seconds) + std::chrono::seconds(30);
+    while (reports < kProcesses) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) break;
+      pollfd ready{fds[0], POLLIN, 0};
+      const int rc = ::poll(&ready, 1, static_cast<int>(left));
+      if (rc < 0 && errno == EINTR) continue;
+      if (rc <= 0) break;
       Report r{};
-      if (::read(fds[0], &r, sizeof r) != sizeof r) break;
+      if (::read(fds[0], &r, sizeof r) != sizeof r) break;  // one write of a few bytes: atomic in a pipe
       ++reports;
       total.ops += r.ops;
       total.failed += r.failed;
@@ -201,21 +212,12 @@ void BM_Pool_Stress8Processes(benchmark::State& state) {
       total.max = std::max(total.max, r.max);
     }
     ::close(fds[0]);
-    // Deadlock watchdog: every process must be done shortly after the deadline.
-    const auto deadline = Clock::now() + std::chrono::seconds(30);
-    bool hung = false;
+    const bool hung = reports != kProcesses;
     for (pid_t pid : children) {
-      while (::waitpid(pid, nullptr, WNOHANG) == 0) {
-        if (Clock::now() > deadline) {
-          hung = true;
-          ::kill(pid, SIGKILL);
-          ::waitpid(pid, nullptr, 0);
-          break;
-        }
-        ::usleep(1000);
-      }
+      if (hung) ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
     }
-    if (hung || reports != kProcesses) state.SkipWithError("a stress process hung or failed (deadlock?)");
+    if (hung) state.SkipWithError("a stress process hung or failed (deadlock?)");
     state.counters["allocations"] = static_cast<double>(total.ops);
     state.counters["failed"] = static_cast<double>(total.failed);
     state.counters["failed_with_2x_free"] = static_cast<double>(total.failed_with_room);

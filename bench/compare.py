@@ -2,11 +2,13 @@
 """Builds the benchmarks (release) and prints mpaio's figures beside their references, as ratios.
 
 Every figure comes from this one run: the median of --repetitions repetitions. References: OpenMP and a
-serial loop over the same shared memory (Google Benchmark programs in bench/), and Python's process pools
-(bench/python/python_pools.py, run with Debian's /usr/bin/python3).
+serial loop over the same shared memory (Google Benchmark programs in bench/), Python's process pools
+(bench/python/python_pools.py, run with Debian's /usr/bin/python3), and for the SharedMemoryPool a shared
+segment per array (bench/bench_pool.cpp).
 
-  bench/compare.py                      # 2 workers: the table with the targets
+  bench/compare.py                      # 2 workers: the table with the targets (engine and pool)
   bench/compare.py --workers 1,2,4,8    # also how the figures scale with the worker count
+  bench/compare.py --only pool          # only the SharedMemoryPool rows (about 40 s)
 """
 import argparse
 import json
@@ -69,8 +71,96 @@ def measure(workers, repetitions):
     }
 
 
+def pool_key(run_name):
+    """'BM_Pool_CrossProcessAttachDetach/iterations:1/manual_time' -> 'BM_Pool_CrossProcessAttachDetach'."""
+    parts = [p for p in run_name.split("/")
+             if not p.startswith(("iterations:", "repeats:", "min_time:")) and p not in ("manual_time", "real_time")]
+    return "/".join(parts)
+
+
+def measure_pool(repetitions, stress_seconds):
+    """bench_pool: medians of the timed benchmarks, then one run of the 8-process stress test."""
+    out = run([str(BIN / "bench_pool"), "--benchmark_filter=-Stress", f"--benchmark_repetitions={repetitions}",
+               "--benchmark_report_aggregates_only=true", "--benchmark_format=json"])
+    medians = {}
+    for b in json.loads(out)["benchmarks"]:
+        if b.get("aggregate_name") == "median":
+            if b.get("error_occurred"):
+                raise RuntimeError(f"bench_pool {b['run_name']}: {b.get('error_message')}")
+            medians[pool_key(b["run_name"])] = b
+    env = dict(os.environ, MPAIO_POOL_STRESS_SECONDS=str(stress_seconds))
+    out = run([str(BIN / "bench_pool"), "--benchmark_filter=Stress", "--benchmark_format=json"], env)
+    stress = json.loads(out)["benchmarks"][0]
+
+    def us(name):
+        entry = medians[name]
+        return entry["real_time"] * {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[entry["time_unit"]]
+
+    cross = medians["BM_Pool_CrossProcessAttachDetach"]
+    return {
+        "pool_alloc_free_us": us("BM_Pool_AllocFree"),
+        "segment_alloc_free_us": us("BM_SegmentPerArray_AllocFree"),
+        "pool_alloc_write_free_us": us("BM_Pool_AllocWriteFree"),
+        "segment_alloc_write_free_us": us("BM_SegmentPerArray_AllocWriteFree"),
+        "pool_live_10_us": us("BM_Pool_AllocFree_Live/10"),
+        "pool_live_10000_us": us("BM_Pool_AllocFree_Live/10000"),
+        "attach_median_us": cross["median_ns"] / 1e3,
+        "attach_p99_us": cross["p99_ns"] / 1e3,
+        "attach_p999_us": cross["p999_ns"] / 1e3,
+        "stress_seconds": stress_seconds,
+        "stress_ok": not stress.get("error_occurred", False),
+        "stress_error": stress.get("error_message", ""),
+        "stress_allocations": stress.get("allocations", 0),
+        "stress_failed": stress.get("failed", 0),
+        "stress_failed_with_room": stress.get("failed_with_2x_free", 0),
+        "stress_p50_us": stress.get("p50_ns", 0) / 1e3,
+        "stress_p99_us": stress.get("p99_ns", 0) / 1e3,
+        "stress_p999_us": stress.get("p999_ns", 0) / 1e3,
+        "stress_bytes_left": stress.get("bytes_in_use_after", -1),
+    }
+
+
+def pool_rows(m):
+    speed = m["segment_alloc_free_us"] / m["pool_alloc_free_us"]
+    write_speed = m["segment_alloc_write_free_us"] / m["pool_alloc_write_free_us"]
+    live = m["pool_live_10000_us"] / m["pool_live_10_us"]
+    stress_met = m["stress_ok"] and m["stress_failed"] == 0 and m["stress_bytes_left"] == 0
+    stress_note = "" if m["stress_ok"] else f" ({m['stress_error']})"
+    return [
+        ("pool: allocate + free, 4 KiB array (us)", f"{m['pool_alloc_free_us']:.3f}",
+         f"a segment per array {m['segment_alloc_free_us']:.2f}", speed, ">= 20x faster, < 0.5 us",
+         speed >= 20 and m["pool_alloc_free_us"] < 0.5),
+        ("pool: allocate + write + free, 4 KiB (us)", f"{m['pool_alloc_write_free_us']:.3f}",
+         f"a segment per array {m['segment_alloc_write_free_us']:.2f}", write_speed, ">= 30x faster",
+         write_speed >= 30),
+        ("pool: allocate + free with 10,000 live blocks (us)", f"{m['pool_live_10000_us']:.3f}",
+         f"with 10 live blocks {m['pool_live_10_us']:.3f}", live, "<= 2x", live <= 2),
+        ("pool: attach + detach in another process, median (us)", f"{m['attach_median_us']:.3f}",
+         f"p99 {m['attach_p99_us']:.3f}, p99.9 {m['attach_p999_us']:.3f}", None, "< 1 us",
+         m["attach_median_us"] < 1),
+        (f"pool: 8 processes, random sizes, {m['stress_seconds']:g} s (allocations)",
+         f"{m['stress_allocations']:,.0f}",
+         f"failed {m['stress_failed']:.0f} ({m['stress_failed_with_room']:.0f} with 2x free), p50 "
+         f"{m['stress_p50_us']:.2f} us, p99 {m['stress_p99_us']:.2f} us, p99.9 {m['stress_p999_us']:.2f} us, "
+         f"{m['stress_bytes_left']:.0f} bytes left{stress_note}", None, "no deadlock, 0 failed", stress_met),
+    ]
+
+
 def table(m):
-    rows = [
+    rows = []
+    if "dispatch_process" in m:
+        rows += engine_rows(m)
+    if "pool_alloc_free_us" in m:
+        rows += pool_rows(m)
+    lines = ["| measure | mpaio | reference | ratio | target | met |", "|---|---:|---|---:|---|---|"]
+    for what, ours, ref, ratio, target, ok in rows:
+        lines.append(f"| {what} | {ours} | {ref} | {'' if ratio is None else f'{ratio:.2f}x'} | {target} | "
+                     f"{'' if ok is None else ('yes' if ok else 'NO')} |")
+    return "\n".join(lines), all(ok for *_, ok in rows if ok is not None)
+
+
+def engine_rows(m):
+    return [
         # (what, mpaio figure, reference figure, ratio, target, ok)
         ("dispatch, process executor (chunks/s)", f"{m['dispatch_process']:,.0f}",
          f"Python ProcessPoolExecutor.map {m['py_executor_map']:,.0f}", m["dispatch_process"] / m["py_executor_map"],
@@ -101,11 +191,6 @@ def table(m):
         ("channel bytes per chunk besides the result", f"{m['channel_bytes_per_chunk']:.0f}", "", None, "<= 256",
          m["channel_bytes_per_chunk"] <= 256),
     ]
-    lines = ["| measure | mpaio | reference | ratio | target | met |", "|---|---:|---|---:|---|---|"]
-    for what, ours, ref, ratio, target, ok in rows:
-        lines.append(f"| {what} | {ours} | {ref} | {'' if ratio is None else f'{ratio:.2f}x'} | {target} | "
-                     f"{'' if ok is None else ('yes' if ok else 'NO')} |")
-    return "\n".join(lines), all(ok for *_, ok in rows if ok is not None)
 
 
 def main():
@@ -113,17 +198,25 @@ def main():
     parser.add_argument("--workers", default="2", help="comma-separated worker counts; the first one gets the table")
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--no-build", action="store_true", help="use the binaries already in build/bench")
+    parser.add_argument("--only", choices=["engine", "pool"],
+                        help="run one part: the engine (executors, orchestrator) or the SharedMemoryPool; "
+                             "default: both")
+    parser.add_argument("--pool-stress-seconds", type=float, default=10.0,
+                        help="duration of the 8-process pool stress test (default 10)")
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
     if not args.no_build:
         subprocess.run(["cmake", "--preset", "bench"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         subprocess.run(["cmake", "--build", "--preset", "bench"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    results = {w: measure(w, args.repetitions) for w in counts}
+    engine = args.only in (None, "engine")
+    results = {w: measure(w, args.repetitions) for w in counts} if engine else {counts[0]: {}}
+    if args.only in (None, "pool"):
+        results[counts[0]].update(measure_pool(args.repetitions, args.pool_stress_seconds))  # worker count n/a
     cores = os.cpu_count()
     text, met = table(results[counts[0]])
     print(f"mpaio benchmarks: {counts[0]} workers, {cores} cores, median of {args.repetitions} repetitions\n")
     print(text)
-    if len(counts) > 1:
+    if engine and len(counts) > 1:
         print(f"\nScaling with the worker count ({cores} cores on this machine):\n")
         print("| workers | dispatch process (chunks/s) | dispatch thread (chunks/s) | seed process (ms) | "
               "seed OpenMP (ms) | process speed-up vs serial |")
