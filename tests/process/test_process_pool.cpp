@@ -34,7 +34,7 @@ using mpaio::DataIterator;
 using mpaio::ProcessPoolExecutor;
 using mpaio::SharedArray;
 using mpaio::WorkerOrchestrator;
-using mpaio_test::exits_soon;
+using mpaio_test::wait_gone;
 using mpaio_test::process_state;
 
 /// This process's open descriptors and what they point to.
@@ -112,7 +112,7 @@ TEST(ProcessPoolLifetime, DestructionAfterACrashLeavesNothingEither) {
     pids.push_back(pool.fork_server_pid());
     pids.push_back(pool.worker_pid(0));
     ASSERT_EQ(::kill(pool.worker_pid(0), SIGKILL), 0);
-    ASSERT_TRUE(exits_soon(pids.back()));
+    ASSERT_TRUE(wait_gone({pids.back()}).empty());
     run_sum(pool, ints, 8);  // replaces the dead worker first
     pids.push_back(pool.worker_pid(0));
     pids.push_back(pool.worker_pid(1));
@@ -190,7 +190,7 @@ TEST(ProcessPoolSignals, WorkersAndTheForkServerIgnoreSigint) {
   EXPECT_EQ(::kill(server, 0), 0);
   // The fork server still answers: a killed worker is replaced.
   ASSERT_EQ(::kill(w0, SIGKILL), 0);
-  ASSERT_TRUE(exits_soon(w0));
+  ASSERT_TRUE(wait_gone({w0}).empty());
   run_sum(pool, ints, 16);
   EXPECT_NE(pool.worker_pid(0), w0);
 }

@@ -11,6 +11,7 @@
 
 namespace {
 
+using namespace mpaio_test;
 using namespace mpaio_test::rel;
 using namespace std::chrono_literals;
 using mpaio::ArrayMeta;

@@ -25,6 +25,7 @@
 
 namespace {
 
+using namespace mpaio_test;
 using namespace mpaio_test::rel;
 using namespace std::chrono_literals;
 using mpaio::DataIterator;
@@ -47,10 +48,9 @@ class reliability_Cancellation : public ReliabilityTest, public ::testing::WithP
 
 TEST_P(reliability_Cancellation, ThroughACancellationSignalGivesRunCancelledWithin500msAndStopsTheChunks) {
   const std::size_t workers = GetParam();
-  Board board(kChunk);
+  ScriptedPool scripted(kSize, kChunk, workers);
+  auto& [board, pool, ints, _] = scripted;
   board.set(Cell::default_action, Action::wait);  // every chunk waits until released (never, here)
-  ProcessPoolExecutor pool{{.workers = workers}};
-  auto ints = iota_array(kSize);
   SumWorker sums{DataIterator::chunks(ints.meta(), kChunk)};
   WorkerOrchestrator orchestrator{pool, {&sums}};
 
@@ -116,10 +116,9 @@ TEST_P(reliability_Cancellation, ThroughACancellationSignalGivesRunCancelledWith
 TEST_P(reliability_Cancellation, ByAwaitableOperatorOrWithATimerStopsTheRunWithin500msOfTheTimer) {
   using namespace asio::experimental::awaitable_operators;
   const std::size_t workers = GetParam();
-  Board board(kChunk);
+  ScriptedPool scripted(kSize, kChunk, workers);
+  auto& [board, pool, ints, _] = scripted;
   board.set(Cell::default_action, Action::wait);
-  ProcessPoolExecutor pool{{.workers = workers}};
-  auto ints = iota_array(kSize);
   SumWorker sums{DataIterator::chunks(ints.meta(), kChunk)};
   WorkerOrchestrator orchestrator{pool, {&sums}};
 

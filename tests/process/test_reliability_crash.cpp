@@ -17,6 +17,7 @@
 
 namespace {
 
+using namespace mpaio_test;
 using namespace mpaio_test::rel;
 using mpaio::DataIterator;
 using mpaio::ErrorPolicy;
@@ -74,28 +75,33 @@ std::string cause_text(Death d) {
 }
 
 /// Kills, from a thread of the test, the worker that runs each of `chunks` as soon as it starts (the pid
-/// must be one of `pool_pids`, the pool's workers when the run started); records when it killed.
+/// must be one of `pool_pids`, the pool's workers when the run started); records when it killed. With no
+/// chunks (deaths the chunk causes itself) it does nothing.
 class Killer {
  public:
-  Killer(Board& board, std::vector<std::size_t> chunks, std::vector<pid_t> pool_pids)
-      : thread_([this, &board, chunks = std::move(chunks), pool_pids = std::move(pool_pids)] {
-          for (std::size_t chunk : chunks) {
-            const pid_t pid = board.wait_started(chunk);
-            if (pid <= 0) {
-              error = "chunk " + std::to_string(chunk) + " never started";
-              return;
-            }
-            // The first victim is one of the pool's workers as the run found them; later ones may be
-            // replacements.
-            if (kill_ns.empty() && std::find(pool_pids.begin(), pool_pids.end(), pid) == pool_pids.end()) {
-              error = "chunk ran in pid " + std::to_string(pid) + ", not one of the pool's workers";
-            }
-            kill_ns.push_back(now_ns());
-            killed.push_back(pid);
-            ::kill(pid, SIGKILL);
-          }
-        }) {}
+  Killer(Board& board, std::vector<std::size_t> chunks, std::vector<pid_t> pool_pids) {
+    if (chunks.empty()) return;
+    thread_ = std::thread([this, &board, chunks = std::move(chunks), pool_pids = std::move(pool_pids)] {
+      for (std::size_t chunk : chunks) {
+        const pid_t pid = board.wait_started(chunk);
+        if (pid <= 0) {
+          error = "chunk " + std::to_string(chunk) + " never started";
+          return;
+        }
+        // The first victim is one of the pool's workers as the run found them; later ones may be
+        // replacements.
+        if (kill_ns.empty() && std::find(pool_pids.begin(), pool_pids.end(), pid) == pool_pids.end()) {
+          error = "chunk ran in pid " + std::to_string(pid) + ", not one of the pool's workers";
+        }
+        kill_ns.push_back(now_ns());
+        killed.push_back(pid);
+        ::kill(pid, SIGKILL);
+      }
+    });
+  }
   ~Killer() { join(); }
+  Killer(const Killer&) = delete;
+  Killer& operator=(const Killer&) = delete;
   void join() {
     if (thread_.joinable()) thread_.join();
   }
@@ -108,28 +114,32 @@ class Killer {
   std::thread thread_;
 };
 
+/// The chunks the test must kill from outside: `targets` for a SIGKILL case, none for the others.
+std::vector<std::size_t> kill_from_outside(Death d, const std::set<std::size_t>& targets) {
+  if (d != Death::sigkill) return {};
+  return {targets.begin(), targets.end()};
+}
+
 class reliability_WorkerDeath : public ReliabilityTest, public ::testing::WithParamInterface<DeathCase> {};
 
 TEST_P(reliability_WorkerDeath, FailFastReportsWorkerCrashedWithinOneSecondAndReplacesTheWorker) {
   const DeathCase param = GetParam();
-  Board board(kChunk);
-  ProcessPoolExecutor pool{{.workers = param.workers}};
-  auto ints = iota_array(kSize);
-  const std::vector<pid_t> before = worker_pids(pool);
+  ScriptedPool scripted(kSize, kChunk, param.workers);
+  auto& [board, pool, ints, before] = scripted;
 
   constexpr std::size_t kTarget = 3;
   board.set_action(kTarget, action_for(param.death));
   SumWorker sums{DataIterator::chunks(ints.meta(), kChunk)};
   WorkerOrchestrator orchestrator{pool, {&sums}};
-  std::optional<Killer> killer;
-  if (param.death == Death::sigkill) killer.emplace(board, std::vector<std::size_t>{kTarget}, before);
+  Killer killer(board, kill_from_outside(param.death, {kTarget}), before);
   const RunOutcome out = run_outcome(orchestrator);
-  if (killer) killer->join();
+  killer.join();
+  EXPECT_EQ(killer.error, "");
 
   const auto* crashed = out.error_as<mpaio::WorkerCrashed>();
   ASSERT_NE(crashed, nullptr);
   const pid_t dead = board.pid_of(kTarget);
-  const std::int64_t death_ns = param.death == Death::sigkill ? killer->kill_ns.at(0) : board.get(Cell::death_ns);
+  const std::int64_t death_ns = param.death == Death::sigkill ? killer.kill_ns.at(0) : board.get(Cell::death_ns);
   ASSERT_GT(death_ns, 0);
   const double ms = ms_between(death_ns, out.end_ns);
   record_timing(std::string("crash (") + death_name(param.death) + ") reported after the death", ms);
@@ -139,10 +149,7 @@ TEST_P(reliability_WorkerDeath, FailFastReportsWorkerCrashedWithinOneSecondAndRe
   const std::string what = crashed->what();
   std::printf("[message] %s\n", what.c_str());
   const mpaio::Range target = sums.chunks()[kTarget];
-  EXPECT_NE(what.find(sums.type_name()), std::string::npos) << what;
-  EXPECT_NE(what.find("chunk [" + std::to_string(target.start) + ", " + std::to_string(target.end) + ")"),
-            std::string::npos) << what;
-  EXPECT_NE(what.find("pid " + std::to_string(dead)), std::string::npos) << what;
+  expect_names_chunk(what, sums, target, dead);
   EXPECT_NE(what.find(cause_text(param.death)), std::string::npos) << what;
   EXPECT_EQ(crashed->worker_type(), sums.type_name());
   EXPECT_EQ(crashed->range(), target);
@@ -150,12 +157,7 @@ TEST_P(reliability_WorkerDeath, FailFastReportsWorkerCrashedWithinOneSecondAndRe
   EXPECT_NE(std::find(before.begin(), before.end(), dead), before.end()) << "the chunk ran in one of the pool's workers";
 
   // The dead worker is gone and its slot has a new, live process.
-  const std::size_t slot = crashed->slot();
-  ASSERT_LT(slot, pool.concurrency());
-  EXPECT_EQ(before.at(slot), dead);
-  EXPECT_TRUE(process_gone(dead));
-  EXPECT_NE(pool.worker_pid(slot), dead) << "the crashed worker was not replaced";
-  EXPECT_FALSE(process_gone(pool.worker_pid(slot)));
+  expect_worker_replaced(pool, before, crashed->slot(), dead);
 
   // And the pool runs correctly afterwards.
   board.reset();
@@ -164,22 +166,17 @@ TEST_P(reliability_WorkerDeath, FailFastReportsWorkerCrashedWithinOneSecondAndRe
 
 TEST_P(reliability_WorkerDeath, CollectModeKeepsEveryOtherResultAndListsExactlyTheCrashedChunks) {
   const DeathCase param = GetParam();
-  Board board(kChunk);
-  ProcessPoolExecutor pool{{.workers = param.workers}};
-  auto ints = iota_array(kSize);
-  const std::vector<pid_t> before = worker_pids(pool);
+  ScriptedPool scripted(kSize, kChunk, param.workers);
+  auto& [board, pool, ints, before] = scripted;
 
   const std::set<std::size_t> targets{1, 6};
   for (std::size_t t : targets) board.set_action(t, action_for(param.death));
   SumWorker sums{DataIterator::chunks(ints.meta(), kChunk)};
   WorkerOrchestrator orchestrator{pool, {&sums}, {.on_error = ErrorPolicy::collect}};
-  std::optional<Killer> killer;
-  if (param.death == Death::sigkill) killer.emplace(board, std::vector<std::size_t>(targets.begin(), targets.end()), before);
+  Killer killer(board, kill_from_outside(param.death, targets), before);
   const RunOutcome out = run_outcome(orchestrator);
-  if (killer) {
-    killer->join();
-    EXPECT_EQ(killer->error, "");
-  }
+  killer.join();
+  EXPECT_EQ(killer.error, "");
 
   ASSERT_FALSE(out.error) << "collect mode must not throw: " << out.what();
   const mpaio::RunReport& report = *out.report;
@@ -192,13 +189,7 @@ TEST_P(reliability_WorkerDeath, CollectModeKeepsEveryOtherResultAndListsExactlyT
     EXPECT_EQ(f.worker, 0U);
     EXPECT_EQ(f.range, sums.chunks()[index]);
     EXPECT_NE(f.message.find(cause_text(param.death)), std::string::npos) << f.message;
-    try {
-      std::rethrow_exception(f.error);
-    } catch (const mpaio::WorkerCrashed& e) {
-      EXPECT_EQ(e.range(), f.range);
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "failure is not a WorkerCrashed: " << e.what();
-    }
+    expect_failure_is<mpaio::WorkerCrashed>(f);
   }
   EXPECT_EQ(failed_chunks, targets);
   const auto failed_records = std::count_if(report.chunks.begin(), report.chunks.end(), [](const auto& c) { return c.failed; });
@@ -214,19 +205,17 @@ TEST_P(reliability_WorkerDeath, CollectModeKeepsEveryOtherResultAndListsExactlyT
 
 TEST_P(reliability_WorkerDeath, WithOneRetryACrashedFirstAttemptIsRunAgainAndTheRunIsCorrect) {
   const DeathCase param = GetParam();
-  Board board(kChunk);
-  ProcessPoolExecutor pool{{.workers = param.workers}};
-  auto ints = iota_array(kSize);
-  const std::vector<pid_t> before = worker_pids(pool);
+  ScriptedPool scripted(kSize, kChunk, param.workers);
+  auto& [board, pool, ints, before] = scripted;
 
   constexpr std::size_t kTarget = 5;
   board.set_action(kTarget, action_for(param.death) + Action::first_attempt_only);
   SumWorker sums{DataIterator::chunks(ints.meta(), kChunk)};
   WorkerOrchestrator orchestrator{pool, {&sums}, {.retries = 1}};
-  std::optional<Killer> killer;
-  if (param.death == Death::sigkill) killer.emplace(board, std::vector<std::size_t>{kTarget}, before);
+  Killer killer(board, kill_from_outside(param.death, {kTarget}), before);
   const RunOutcome out = run_outcome(orchestrator);
-  if (killer) killer->join();
+  killer.join();
+  EXPECT_EQ(killer.error, "");
 
   ASSERT_FALSE(out.error) << "the retry should have succeeded: " << out.what();
   expect_sums(sums);

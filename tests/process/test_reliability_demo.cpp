@@ -26,6 +26,7 @@
 
 namespace {
 
+using namespace mpaio_test;
 using namespace mpaio_test::rel;
 using namespace std::chrono_literals;
 
@@ -109,7 +110,7 @@ Program start(const std::vector<std::string>& argv) {
 /// The demo's pool as seen in /proc: fork server and workers by pid, with their names.
 std::map<pid_t, std::string> pool_processes(pid_t demo) {
   std::map<pid_t, std::string> out;
-  for (pid_t p : mpaio_test::descendants_of(demo)) {
+  for (pid_t p : descendants_of(demo)) {
     const std::string comm = comm_of(p);
     if (comm.rfind("mpaio-", 0) == 0) out[p] = comm;
   }
@@ -131,7 +132,8 @@ class reliability_DemoInterrupt : public ReliabilityTest {
   /// its run before it was interrupted (a machine faster than expected: try a bigger size).
   Attempt interrupt_when(const std::string& label, std::size_t size, bool group,
                          const std::function<bool(pid_t demo, const std::vector<pid_t>& workers)>& ready) {
-    SubreaperScope reaper;
+    Subreaper reaper;
+    EXPECT_TRUE(reaper.ok());
     Program demo = start({kDemo, "--size", std::to_string(size), "--workers", "2", "--partitions", "2"});
     EXPECT_GT(demo.pid, 0);
     if (demo.pid <= 0) return Attempt::interrupted;
@@ -157,7 +159,7 @@ class reliability_DemoInterrupt : public ReliabilityTest {
     if (hit && !exited_early) hit = poll_until([&] { return finished() || ready(demo.pid, workers); }, 60s, 200us);
     if (exited_early || !hit) {
       ::kill(demo.pid, SIGKILL);
-      const auto r = mpaio_test::wait_child(demo.pid, 10s);
+      const auto r = wait_child(demo.pid, 10s);
       const std::string out = Program::drain(demo.out);
       if (exited_early && r.exited_with(0) && out.find("correct") != std::string::npos) return Attempt::missed;
       ADD_FAILURE() << "the demo " << (exited_early ? "ended" : "never reached the moment to interrupt") << " ("
@@ -170,7 +172,7 @@ class reliability_DemoInterrupt : public ReliabilityTest {
 
     const std::int64_t sent = now_ns();
     EXPECT_EQ(::kill(group ? -demo.pid : demo.pid, SIGINT), 0);
-    const auto result = mpaio_test::wait_child(demo.pid, 20s);
+    const auto result = wait_child(demo.pid, 20s);
     const std::int64_t ended = now_ns();
     const std::string err = Program::drain(demo.err);
     const std::string out = Program::drain(demo.out);

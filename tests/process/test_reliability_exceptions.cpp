@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <ostream>
 #include <string>
 #include <vector>
 
@@ -21,23 +20,18 @@ using mpaio::WorkerOrchestrator;
 constexpr std::size_t kSize = 60'000;
 constexpr std::size_t kChunk = 10'000;  // 6 chunks
 
-struct ThrowCase {
-  const char* name;
+struct ThrowCase : NamedCase {
   std::int64_t action;
   const char* type;     ///< what the error's cause_type must contain
   std::string message;  ///< what the error's cause must contain
 };
 
-void PrintTo(const ThrowCase& c, std::ostream* os) { *os << c.name; }
-
 class reliability_ChunkException : public ReliabilityTest, public ::testing::WithParamInterface<ThrowCase> {};
 
 TEST_P(reliability_ChunkException, IsAChunkErrorWithTypeAndMessageAndThePoolStaysHealthy) {
   const ThrowCase param = GetParam();
-  Board board(kChunk);
-  ProcessPoolExecutor pool{{.workers = 2}};
-  auto ints = iota_array(kSize);
-  const std::vector<pid_t> before = worker_pids(pool);
+  ScriptedPool scripted(kSize, kChunk, 2);
+  auto& [board, pool, ints, before] = scripted;
 
   constexpr std::size_t kTarget = 4;
   board.set_action(kTarget, param.action);
@@ -55,11 +49,8 @@ TEST_P(reliability_ChunkException, IsAChunkErrorWithTypeAndMessageAndThePoolStay
   std::printf("[message] %s\n", what.c_str());
   EXPECT_NE(what.find(param.type), std::string::npos) << what;
   EXPECT_NE(what.find(param.message), std::string::npos) << what;
-  EXPECT_NE(what.find(sums.type_name()), std::string::npos) << what;
-  const mpaio::Range target = sums.chunks()[kTarget];
-  EXPECT_EQ(error->range(), target);
-  EXPECT_NE(what.find("chunk [" + std::to_string(target.start) + ", " + std::to_string(target.end) + ")"),
-            std::string::npos) << what;
+  expect_names_chunk(what, sums, sums.chunks()[kTarget], board.pid_of(kTarget));
+  EXPECT_EQ(error->range(), sums.chunks()[kTarget]);
   EXPECT_EQ(error->pid(), board.pid_of(kTarget));
 
   // No worker died: the same processes run the next run, correctly.
@@ -71,9 +62,8 @@ TEST_P(reliability_ChunkException, IsAChunkErrorWithTypeAndMessageAndThePoolStay
 
 TEST_P(reliability_ChunkException, CollectModeKeepsTheOtherResults) {
   const ThrowCase param = GetParam();
-  Board board(kChunk);
-  ProcessPoolExecutor pool{{.workers = 2}};
-  auto ints = iota_array(kSize);
+  ScriptedPool scripted(kSize, kChunk, 2);
+  auto& [board, pool, ints, _] = scripted;
 
   board.set_action(0, param.action);
   board.set_action(5, param.action);
@@ -86,15 +76,16 @@ TEST_P(reliability_ChunkException, CollectModeKeepsTheOtherResults) {
   for (const auto& f : out.report->failures) {
     EXPECT_NE(f.message.find(param.type), std::string::npos) << f.message;
     EXPECT_TRUE(f.range == sums.chunks()[0] || f.range == sums.chunks()[5]) << f.range;
+    expect_failure_is<mpaio::ChunkError>(f);
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Throws, reliability_ChunkException,
-    ::testing::Values(ThrowCase{"RuntimeError", Action::throw_runtime, "std::runtime_error", "runtime failure in chunk"},
-                      ThrowCase{"CustomException", Action::throw_custom, "CustomFailure", "custom failure in chunk"},
-                      ThrowCase{"NotStdException", Action::throw_non_std, "NotStdError",
+    ::testing::Values(ThrowCase{{"RuntimeError"}, Action::throw_runtime, "std::runtime_error", "runtime failure in chunk"},
+                      ThrowCase{{"CustomException"}, Action::throw_custom, "CustomFailure", "custom failure in chunk"},
+                      ThrowCase{{"NotStdException"}, Action::throw_non_std, "NotStdError",
                                 "not derived from std::exception"}),
-    [](const ::testing::TestParamInfo<ThrowCase>& info) { return std::string(info.param.name); });
+    case_name<ThrowCase>);
 
 }  // namespace

@@ -24,6 +24,7 @@
 
 namespace {
 
+using namespace mpaio_test;
 using namespace mpaio_test::rel;
 using namespace std::chrono_literals;
 
@@ -64,32 +65,26 @@ class reliability_ParentKilled : public ReliabilityTest {
   /// Forks the doomed caller, kills it once it reported, reaps it; checks its processes die within 1 s.
   /// Returns the name of the segment it left ("" on failure).
   std::string kill_a_caller(const std::string& label) {
+    EXPECT_TRUE(reaper_.ok());
     int pipe[2];
     if (::pipe2(pipe, O_CLOEXEC) != 0) return {};
-    std::fflush(nullptr);
-    const pid_t child = ::fork();
-    if (child == 0) {
+    const pid_t child = spawn_child([&] {
       ::close(pipe[0]);
-      int code = 3;
-      try {
-        mpaio::ProcessPoolExecutor pool{{.workers = kWorkers}};
-        auto array = iota_array(1000, {.kind = mpaio::SegmentKind::named});
-        // Run once, so that the workers have mapped the array too.
-        SumWorker sums{mpaio::DataIterator::chunks(array.meta(), 100)};
-        mpaio::WorkerOrchestrator orchestrator{pool, {&sums}};
-        (void)orchestrator.run_blocking();
-        Report r;
-        r.fork_server = pool.fork_server_pid();
-        for (std::size_t i = 0; i < kWorkers; ++i) r.workers[i] = pool.worker_pid(i);
-        std::snprintf(r.segment, sizeof r.segment, "%s", array.segment().name().c_str());
-        if (::write(pipe[1], &r, sizeof r) == sizeof r) {
-          for (;;) ::pause();  // until killed
-        }
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "doomed child: %s\n", e.what());
+      mpaio::ProcessPoolExecutor pool{{.workers = kWorkers}};
+      auto array = iota_array(1000, {.kind = mpaio::SegmentKind::named});
+      // Run once, so that the workers have mapped the array too.
+      SumWorker sums{mpaio::DataIterator::chunks(array.meta(), 100)};
+      mpaio::WorkerOrchestrator orchestrator{pool, {&sums}};
+      (void)orchestrator.run_blocking();
+      Report r;
+      r.fork_server = pool.fork_server_pid();
+      for (std::size_t i = 0; i < kWorkers; ++i) r.workers[i] = pool.worker_pid(i);
+      std::snprintf(r.segment, sizeof r.segment, "%s", array.segment().name().c_str());
+      if (::write(pipe[1], &r, sizeof r) == sizeof r) {
+        for (;;) ::pause();  // until killed
       }
-      ::_exit(code);
-    }
+      return 3;
+    });
     ::close(pipe[1]);
     Report r;
     const bool got = child > 0 && read_all(pipe[0], &r, sizeof r, 30s);
@@ -97,7 +92,7 @@ class reliability_ParentKilled : public ReliabilityTest {
     if (!got) {
       if (child > 0) {
         ::kill(child, SIGKILL);
-        mpaio_test::wait_child(child, 10s);
+        wait_child(child, 10s);
       }
       ADD_FAILURE() << "the child did not report its pool";
       return {};
@@ -109,7 +104,7 @@ class reliability_ParentKilled : public ReliabilityTest {
 
     const std::int64_t killed = now_ns();
     ::kill(child, SIGKILL);
-    const auto result = mpaio_test::wait_child(child, 10s);
+    const auto result = wait_child(child, 10s);
     EXPECT_EQ(result.signal, SIGKILL) << result.describe();
     const auto left = wait_gone(pids, 1000ms);
     const std::int64_t gone = now_ns();
@@ -120,7 +115,7 @@ class reliability_ParentKilled : public ReliabilityTest {
         [] {
           while (::waitpid(-1, nullptr, WNOHANG) > 0) {
           }
-          return mpaio_test::children_of(::getpid()).empty();
+          return children_of(::getpid()).empty();
         },
         2000ms);
 
@@ -130,7 +125,7 @@ class reliability_ParentKilled : public ReliabilityTest {
     return name;
   }
 
-  SubreaperScope reaper_;  // the fork server, orphaned, becomes our child (PID 1 might never reap it)
+  Subreaper reaper_;  // the fork server, orphaned, becomes our child (PID 1 might never reap it)
 };
 
 TEST_F(reliability_ParentKilled, WorkersAndForkServerDieWithin1sAndRemoveStaleSegmentsRemovesItsSegment) {

@@ -22,6 +22,7 @@
 
 namespace {
 
+using namespace mpaio_test;
 using namespace mpaio_test::rel;
 using namespace std::chrono_literals;
 

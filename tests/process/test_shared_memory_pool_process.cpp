@@ -97,30 +97,12 @@ struct Pipe {
   }
 };
 
-/// Forks `body` without waiting; the child _exits with its return value.
-template <class Body>
-pid_t spawn(Body&& body) {
-  std::fflush(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    int code = 120;
-    try {
-      code = body();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "child: %s\n", e.what());
-    }
-    std::fflush(nullptr);
-    ::_exit(code);
-  }
-  return pid;
-}
-
 TEST(PoolProcess, ArraysAllocatedInAChildAreAdoptedAndFreedByTheParent) {
   mpaio_test::Watchdog watchdog(60);
   auto pool = SharedMemoryPool::create(test_pool());
   Pipe pipe;
   constexpr int kArrays = 200;
-  const pid_t child = spawn([&] {
+  const pid_t child = mpaio_test::spawn_child([&] {
     for (int i = 0; i < kArrays; ++i) {
       auto a = pool.allocate<std::int32_t>({static_cast<std::size_t>(1 + i * 37)});
       std::iota(a.begin(), a.end(), i);
@@ -163,7 +145,7 @@ TEST(PoolProcess, TheSameArraySentTwiceLivesUntilBothAreDropped) {
   mpaio_test::Watchdog watchdog(60);
   auto pool = SharedMemoryPool::create(test_pool());
   Pipe pipe;
-  const pid_t child = spawn([&] {
+  const pid_t child = mpaio_test::spawn_child([&] {
     auto a = pool.allocate<std::int64_t>({1000});
     std::iota(a.begin(), a.end(), 0);
     pipe.put(pool.send(a));
@@ -195,7 +177,7 @@ TEST(PoolProcess, SigkillOfAProcessHolding1000BlocksReclaimDeadReleasesThemAll) 
   EXPECT_FALSE(pool.watching());
   auto kept = pool.allocate<float>({10});
   Pipe ready;
-  const pid_t child = spawn([&] {
+  const pid_t child = mpaio_test::spawn_child([&] {
     std::vector<PoolArray<std::uint8_t>> held;
     for (int i = 0; i < 1000; ++i) held.push_back(pool.allocate<std::uint8_t>({static_cast<std::size_t>(64 + i * 100)}));
     ready.put(1);
@@ -221,7 +203,7 @@ TEST(PoolProcess, TheOwnerReclaimsASigkilledProcessHolding1000BlocksByItself) {
   auto kept = pool.allocate<float>({10});
   Pipe ready;
   Pipe sent;
-  const pid_t child = spawn([&] {
+  const pid_t child = mpaio_test::spawn_child([&] {
     std::vector<PoolArray<std::uint8_t>> held;
     for (int i = 0; i < 1000; ++i) held.push_back(pool.allocate<std::uint8_t>({static_cast<std::size_t>(64 + i * 100)}));
     sent.put(pool.send(held[0]));  // a transfer it sent (becomes an orphan) ...
@@ -272,7 +254,7 @@ TEST(PoolProcess, TheWatcherLeavesNoDescriptorOrThreadInChildrenOrAfterThePool) 
     ASSERT_TRUE(pool.watching());
     EXPECT_EQ(count_entries("/proc/self/task"), threads_before + 1);
     Pipe go;
-    const pid_t child = spawn([&] {
+    const pid_t child = mpaio_test::spawn_child([&] {
       // Inherited: the pool's memfds. Not inherited: the watcher's epoll, eventfd, socket and pidfds.
       if (count_fds("anon_inode:[eventpoll]") != 0 || count_fds("anon_inode:[eventfd]") != 0 ||
           count_fds("anon_inode:[pidfd]") != 0 || count_fds("socket:") != sockets_before) {
@@ -299,7 +281,7 @@ TEST(PoolProcess, InFlightReferencesToADeadReceiverAreReclaimed) {
   mpaio_test::Watchdog watchdog(60);
   auto pool = SharedMemoryPool::create(unwatched_pool());
   Pipe go;
-  const pid_t child = spawn([&] {
+  const pid_t child = mpaio_test::spawn_child([&] {
     (void)go.get<int>();
     return 0;  // dies without adopting what was sent to it
   });
@@ -319,7 +301,7 @@ TEST(PoolProcess, AChildAttachesASegmentAddedAfterTheFork) {
   mpaio_test::Watchdog watchdog(60);
   auto pool = SharedMemoryPool::create(test_pool());
   Pipe refs;
-  const pid_t child = spawn([&] {
+  const pid_t child = mpaio_test::spawn_child([&] {
     auto a = pool.attach<std::int32_t>(refs.get<mpaio::PoolArrayRef>());  // via /proc/<parent>/fd/<n>
     return a[a.size() - 1] == 77 ? 0 : 1;
   });

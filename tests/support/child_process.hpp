@@ -1,9 +1,10 @@
 #pragma once
-// Test helper: run a function in a forked child under a watchdog, so that a bug fails instead of hanging.
+// Test helper: run a function in a forked child under a deadline, so that a bug fails instead of hanging.
 //
 // The child runs `body` and leaves with _exit(its return value) (an escaping exception gives exit code
-// 120), never returning into GoogleTest. The parent polls waitpid() until the deadline, then SIGKILLs the
-// child and reports a timeout.
+// 120), never returning into GoogleTest. wait_child() polls waitpid() until the deadline, then SIGKILLs the
+// child and reports a timeout. spawn_child() + wait_child() for a child the test talks to while it runs;
+// run_in_child() for one it only waits for.
 
 #include <signal.h>
 #include <sys/types.h>
@@ -16,6 +17,7 @@
 #include <exception>
 #include <string>
 #include <thread>
+#include <utility>
 
 namespace mpaio_test {
 
@@ -37,6 +39,7 @@ struct ChildResult {
 /// Waits for `pid` until `timeout`, then SIGKILLs and reaps it.
 inline ChildResult wait_child(pid_t pid, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
   ChildResult result;
+  if (pid <= 0) return result;  // fork failed: never waitpid(-1), which would reap any child
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   int status = 0;
   for (;;) {
@@ -64,27 +67,31 @@ inline ChildResult wait_child(pid_t pid, std::chrono::milliseconds timeout = std
   return result;
 }
 
+/// Forks; the child runs `body()` (returning its exit code) and _exits; returns the child's pid (-1 when
+/// fork failed) at once. Reap it with wait_child().
+template <class Body>
+pid_t spawn_child(Body&& body) {
+  std::fflush(nullptr);  // do not let the child flush the parent's buffered output a second time
+  const pid_t pid = ::fork();
+  if (pid < 0) std::perror("fork");
+  if (pid != 0) return pid;
+  int code = 120;
+  try {
+    code = body();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "child: uncaught exception: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "child: uncaught exception\n");
+  }
+  std::fflush(nullptr);
+  ::_exit(code);
+}
+
 /// Forks; the child runs `body()` (returning its exit code) and _exits; the parent waits with a deadline.
 template <class Body>
 ChildResult run_in_child(Body&& body, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-  std::fflush(nullptr);  // do not let the child flush the parent's buffered output a second time
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    std::perror("fork");
-    return {};
-  }
-  if (pid == 0) {
-    int code = 120;
-    try {
-      code = body();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "child: uncaught exception: %s\n", e.what());
-    } catch (...) {
-      std::fprintf(stderr, "child: uncaught exception\n");
-    }
-    std::fflush(nullptr);
-    ::_exit(code);
-  }
+  const pid_t pid = spawn_child(std::forward<Body>(body));
+  if (pid < 0) return {};
   return wait_child(pid, timeout);
 }
 

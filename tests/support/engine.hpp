@@ -16,6 +16,7 @@
 #include "mpaio/inline_executor.hpp"
 #include "mpaio/process_pool_executor.hpp"
 #include "mpaio/thread_pool_executor.hpp"
+#include "support/poll.hpp"
 
 namespace mpaio_test {
 
@@ -59,13 +60,9 @@ inline constexpr std::int32_t kGaveUp = -1;
 /// never a timing assertion.
 template <class Ready>
 std::int32_t wait_for_flag(const std::int32_t* flag, Ready ready, std::chrono::seconds limit = std::chrono::seconds(20)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    const std::int32_t value = load_flag(flag);
-    if (ready(value)) return value;
-    if (std::chrono::steady_clock::now() > deadline) return kGaveUp;
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-  }
+  std::int32_t value = kGaveUp;
+  const bool held = poll_until([&] { return ready(value = load_flag(flag)); }, limit, std::chrono::microseconds(100));
+  return held ? value : kGaveUp;
 }
 
 }  // namespace mpaio_test

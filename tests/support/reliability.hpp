@@ -9,47 +9,44 @@
 //   the pool is created (workers are forked from the fork server, forked at pool construction, so they see
 //   the globals of that moment); a worker attaches it once, read-write, with SharedArray::attach.
 // - SumWorker: sums int64 chunks (of iota 1..N), following the board's script first.
-// - /proc helpers: state, parent, comm and CPU time of a process; waiting for processes to be gone.
+// - Checks shared by the tests: the sums of a run, a message naming its chunk, a worker replaced after it
+//   died, a failure's exception type.
+// The /proc helpers (processes, waiting for them to end, the subreaper) are in support/proc.hpp.
 //
 // The test suites are named reliability_<Theme>, so that `ctest -R reliability` selects them: ctest knows
 // the tests by their GoogleTest names (gtest_discover_tests), not by their program's name.
 //
 // Timing figures are printed as "[timing] <what>: <ms> ms" lines and recorded as test properties.
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <filesystem>
-#include <fstream>
-#include <functional>
+#include <algorithm>
 #include <map>
 #include <numeric>
 #include <optional>
+#include <ostream>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "mpaio/mpaio.hpp"
+#include "support/poll.hpp"
 #include "support/proc.hpp"
 #include "support/watchdog.hpp"
 
-// In their own namespace, so that they never collide with the other helpers of mpaio_test.
+// In their own namespace, so that they never collide with the other helpers of mpaio_test; those of
+// support/proc.hpp and support/poll.hpp are found from here as members of the enclosing namespace.
 namespace mpaio_test::rel {
 
 // ---- time ----------------------------------------------------------------------------------------------------
@@ -70,125 +67,6 @@ inline void record_timing(const std::string& what, double ms) {
   }
   ::testing::Test::RecordProperty(key, std::to_string(ms));
 }
-
-/// Polls `ready` every `step` until it holds or `limit` passes; returns whether it held. A safety net
-/// against hangs, never a timing assertion.
-inline bool poll_until(const std::function<bool()>& ready, std::chrono::milliseconds limit,
-                       std::chrono::microseconds step = std::chrono::microseconds(500)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    if (ready()) return true;
-    if (std::chrono::steady_clock::now() > deadline) return ready();
-    std::this_thread::sleep_for(step);
-  }
-}
-
-// ---- /proc ---------------------------------------------------------------------------------------------------
-
-/// What /proc/<pid>/stat says about a process.
-struct ProcStat {
-  char state = '?';
-  pid_t ppid = -1;
-  pid_t pgrp = -1;
-  long minflt = 0;  ///< minor page faults
-  long utime = 0;  ///< clock ticks in user mode
-  long stime = 0;  ///< clock ticks in kernel mode
-  std::string comm;
-};
-
-/// The stat of `pid`, or nothing when it does not exist.
-inline std::optional<ProcStat> proc_stat(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return std::nullopt;
-  const auto open = line.find('(');
-  const auto close = line.rfind(')');
-  if (open == std::string::npos || close == std::string::npos) return std::nullopt;
-  ProcStat st;
-  st.comm = line.substr(open + 1, close - open - 1);
-  std::istringstream rest(line.substr(close + 1));
-  long ignored = 0;
-  rest >> st.state >> st.ppid >> st.pgrp;
-  for (int field = 6; field <= 9; ++field) rest >> ignored;  // session, tty_nr, tpgid, flags
-  rest >> st.minflt;
-  for (int field = 11; field <= 13; ++field) rest >> ignored;  // cminflt, majflt, cmajflt
-  rest >> st.utime >> st.stime;
-  if (!rest) return std::nullopt;
-  return st;
-}
-
-/// Whether `pid` has terminated: no such process, or a zombie waiting to be reaped.
-inline bool process_gone(pid_t pid) {
-  const auto st = proc_stat(pid);
-  return !st || st->state == 'Z' || st->state == 'X';
-}
-
-/// The short command name of `pid` ("" when gone).
-inline std::string comm_of(pid_t pid) {
-  const auto st = proc_stat(pid);
-  return st ? st->comm : std::string();
-}
-
-/// Whether `pid` catches `sig` (SigCgt in /proc/<pid>/status): its handler is installed.
-inline bool catches_signal(pid_t pid, int sig) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("SigCgt:", 0) != 0) continue;
-    const unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
-    return (mask >> (sig - 1)) & 1U;
-  }
-  return false;
-}
-
-/// Waits until every pid in `pids` is gone; returns the ones still running after `limit`.
-inline std::vector<pid_t> wait_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds limit) {
-  std::vector<pid_t> left;
-  poll_until(
-      [&] {
-        left.clear();
-        for (pid_t p : pids) {
-          if (!process_gone(p)) left.push_back(p);
-        }
-        return left.empty();
-      },
-      limit);
-  return left;
-}
-
-/// Describes processes for a failure message: "123 (mpaio-w0, S)".
-inline std::string describe_pids(const std::vector<pid_t>& pids) {
-  std::string out;
-  for (pid_t p : pids) {
-    const auto st = proc_stat(p);
-    if (!out.empty()) out += ", ";
-    out += std::to_string(p) + (st ? " (" + st->comm + ", " + st->state + ")" : " (gone)");
-  }
-  return out.empty() ? "none" : out;
-}
-
-/// The /dev/shm/mpaio-<pid>-* names of segments created by `pid`.
-inline std::vector<std::string> shm_entries_of(pid_t pid) {
-  std::vector<std::string> out;
-  const std::string prefix = "mpaio-" + std::to_string(pid) + "-";
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind(prefix, 0) == 0) out.push_back(name);
-  }
-  return out;
-}
-
-/// Makes this process the reaper of its orphaned descendants while alive (PR_SET_CHILD_SUBREAPER): a
-/// process leaked by a child then becomes our child, where the fixture's check sees it, instead of
-/// disappearing under PID 1 (which may not reap at all in a container).
-class SubreaperScope {
- public:
-  SubreaperScope() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
-  ~SubreaperScope() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
-  SubreaperScope(const SubreaperScope&) = delete;
-  SubreaperScope& operator=(const SubreaperScope&) = delete;
-};
 
 // ---- the fixture ---------------------------------------------------------------------------------------------
 
@@ -457,6 +335,51 @@ inline void expect_sums(const SumWorker& worker, const std::set<std::size_t>& sk
   EXPECT_EQ(worker.sums.size(), chunks.size() - skip.size());
 }
 
+/// A case of a parameterised test with a name, shown in the test's name (case_name) and in messages.
+struct NamedCase {
+  const char* name;
+};
+inline std::ostream& operator<<(std::ostream& os, const NamedCase& c) { return os << c.name; }
+/// The test-name suffix of a NamedCase: its name.
+template <class Case>
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+  return info.param.name;
+}
+
+/// Expects an error message to name the worker type, the chunk ("chunk [start, end)") and the worker's pid.
+inline void expect_names_chunk(const std::string& what, const mpaio::WorkerBase& worker, mpaio::Range chunk,
+                               pid_t pid) {
+  EXPECT_NE(what.find(worker.type_name()), std::string::npos) << what;
+  EXPECT_NE(what.find("chunk [" + std::to_string(chunk.start) + ", " + std::to_string(chunk.end) + ")"),
+            std::string::npos) << what;
+  EXPECT_NE(what.find("pid " + std::to_string(pid)), std::string::npos) << what;
+}
+
+/// Expects the worker `dead`, which ran in `slot` (one of `workers_before`, the pool's workers before the
+/// run), to be gone, and the slot to hold a new, live process.
+inline void expect_worker_replaced(const mpaio::ProcessPoolExecutor& pool, const std::vector<pid_t>& workers_before,
+                                   std::size_t slot, pid_t dead) {
+  ASSERT_LT(slot, pool.concurrency());
+  EXPECT_EQ(workers_before.at(slot), dead) << "the failure names another slot's worker";
+  EXPECT_TRUE(process_gone(dead)) << "worker " << dead << " is still running";
+  EXPECT_NE(pool.worker_pid(slot), dead) << "the worker was not replaced";
+  EXPECT_FALSE(process_gone(pool.worker_pid(slot))) << "the replacement is not running";
+}
+
+/// Expects a failure listed by a collect-mode run to hold an E about its own chunk.
+template <class E>
+void expect_failure_is(const mpaio::FailedChunk& failure) {
+  try {
+    std::rethrow_exception(failure.error);
+  } catch (const E& e) {
+    EXPECT_EQ(e.range(), failure.range);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "the failure of chunk " << failure.range << " is not a " << typeid(E).name() << ": " << e.what();
+  } catch (...) {
+    ADD_FAILURE() << "the failure of chunk " << failure.range << " is not a std::exception";
+  }
+}
+
 /// The outcome of a run: its report or its exception, and when it completed.
 struct RunOutcome {
   std::optional<mpaio::RunReport> report;
@@ -522,5 +445,17 @@ inline void expect_healthy_run(mpaio::Executor& executor, const mpaio::SharedArr
   ASSERT_FALSE(out.error) << "the run after the failure failed: " << out.what();
   expect_sums(again);
 }
+
+/// What the scripted tests start from, made in the order that matters: the board (the workers inherit its
+/// name, so it comes before the pool), a pool of `workers` processes, the array 1..size, and the pool's
+/// worker pids as the test found them. Unpack it: `auto& [board, pool, ints, before] = scripted;`.
+struct ScriptedPool {
+  ScriptedPool(std::size_t size, std::size_t chunk, std::size_t workers)
+      : board(chunk), pool({.workers = workers}), ints(iota_array(size)), workers_at_start(worker_pids(pool)) {}
+  Board board;
+  mpaio::ProcessPoolExecutor pool;
+  mpaio::SharedArray<std::int64_t> ints;
+  std::vector<pid_t> workers_at_start;
+};
 
 }  // namespace mpaio_test::rel
