@@ -73,6 +73,8 @@ inline void record_timing(const std::string& what, double ms) {
 /// Every reliability test: a watchdog, then checks that nothing is left behind.
 class ReliabilityTest : public ::testing::Test {
  protected:
+  explicit ReliabilityTest(std::chrono::seconds limit = std::chrono::seconds(90)) : watchdog_(limit) {}
+
   void TearDown() override {
     // The pool reaps its fork server in its destructor and the tests reap what they fork, so every child
     // should be gone at once; a short grace covers a child the kernel is still tearing down.
@@ -92,7 +94,7 @@ class ReliabilityTest : public ::testing::Test {
     EXPECT_TRUE(segments.empty()) << "named segments left in /dev/shm: " << ::testing::PrintToString(segments);
   }
 
-  Watchdog watchdog_{std::chrono::seconds(90)};
+  Watchdog watchdog_;
 };
 
 // ---- the board -----------------------------------------------------------------------------------------------
