@@ -122,6 +122,7 @@ PoolWatcher::PoolWatcher(PoolCore& core) : core_(core), started_in_(::getpid()) 
     throw SystemError("pthread_create(pool watcher)", rc);
   }
   running_ = true;
+  started_.wait(false);
 }
 
 PoolWatcher::~PoolWatcher() {
@@ -180,6 +181,8 @@ void PoolWatcher::run() noexcept {
     } catch (...) {
     }
   }
+  started_.store(true);
+  started_.notify_one();
   epoll_event events[32];
   for (;;) {
     const int n = ::epoll_wait(epoll_.get(), events, 32, timeout);

@@ -10,12 +10,16 @@
 //
 // fork(): the thread exists only in the process that started it. Fork handlers wait until the watcher is
 // between steps (it holds no process-local lock a child could need), and the child closes the watcher's
-// descriptors at once, so the fork server and workers inherit no pidfd, epoll or socket of it.
+// descriptors at once, so the fork server and workers inherit no pidfd, epoll or socket of it. The
+// constructor returns only once the thread has started and made its first scan: a thread that is still
+// starting may hold allocator locks (AddressSanitizer's allocator has no fork handlers), and a fork in that
+// window would leave the child waiting on them for ever.
 
 #include <pthread.h>
 #include <sys/types.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 
@@ -71,6 +75,7 @@ class PoolWatcher {
   UniqueFd socket_;  // abstract datagram socket: registrations
   std::array<Watched, pool::kMaxProcesses> watched_{};
   std::mutex step_mutex_;  // held by the thread while it changes watched_ (fork handlers take it)
+  std::atomic<bool> started_{false};  // set once the thread is between steps for the first time
   pthread_t thread_{};
   bool running_ = false;
 };
