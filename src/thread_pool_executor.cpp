@@ -133,8 +133,10 @@ void ThreadPoolExecutor::thread_main(std::size_t slot) {
       std::lock_guard lock(mutex_);
       finished_.push_back(Finished{task, static_cast<std::uint32_t>(slot), pid, std::move(done), std::move(out)});
       --running_;
-      const std::uint64_t one = 1;
-      (void)::write(eventfd_.get(), &one, sizeof one);  // wakes the loop without touching it
+      if (finished_.size() == 1) {  // the first of a batch wakes the loop (without touching it); the rest join it
+        const std::uint64_t one = 1;
+        (void)::write(eventfd_.get(), &one, sizeof one);
+      }
     }
     idle_.notify_all();
   }

@@ -21,8 +21,9 @@ namespace mpaio {
 struct ThreadPoolOptions {
   /// Number of threads (at least 1); by default one per core.
   std::size_t workers = default_worker_count();
-  /// Chunks queued per thread beyond the one it runs.
-  std::size_t queue_depth = 4;
+  /// Chunks queued per thread beyond the one it runs (the threads share one queue, so a deep one costs no
+  /// balance, and a thread finds work without waiting for the loop).
+  std::size_t queue_depth = 32;
 };
 
 /// Runs chunks on `workers` threads of the calling process. Results reach the run's event loop through an
