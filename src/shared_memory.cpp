@@ -47,10 +47,10 @@ namespace {
 
 constexpr std::string_view kMemfdPrefix = "memfd:";
 
-std::string random_suffix() {
+std::string random_suffix(pid_t pid) {
   std::uint64_t bits = 0;
   detail::sys("getrandom", [&] { return ::getrandom(&bits, sizeof bits, 0); }, "bytes", sizeof bits);
-  return fmt::format("mpaio-{}-{:016x}", ::getpid(), bits);
+  return fmt::format("mpaio-{}-{:016x}", pid, bits);
 }
 
 std::uint64_t shm_available_bytes() {
@@ -96,7 +96,7 @@ SharedMemory::SharedMemory(std::string name, SegmentKind kind, detail::UniqueFd 
 SharedMemory SharedMemory::create(std::size_t size, SegmentOptions options) {
   if (size == 0) throw InvalidArgument("SharedMemory::create: size must be greater than 0");
   for (int attempt = 0;; ++attempt) {
-    const std::string suffix = random_suffix();
+    const std::string suffix = random_suffix(options.name_pid != 0 ? options.name_pid : ::getpid());
     if (options.kind == SegmentKind::anonymous) {
       detail::UniqueFd fd(detail::sys("memfd_create", [&] { return ::memfd_create(suffix.c_str(), MFD_CLOEXEC); },
                                       "name", suffix));

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -39,10 +40,14 @@ struct PoolArrayRef {
   DType dtype;                   ///< element type
   std::array<std::uint64_t, kPoolMaxDims> shape{};  ///< extents; the first `ndim` count
 
-  /// Bytes the elements occupy.
+  /// Bytes the elements occupy; SIZE_MAX when ndim exceeds kPoolMaxDims or the size overflows (a
+  /// malformed reference, which SharedMemoryPool rejects naming the field).
   [[nodiscard]] std::size_t nbytes() const noexcept {
+    if (ndim > kPoolMaxDims) return SIZE_MAX;
     std::size_t n = dtype.itemsize;
-    for (std::uint32_t i = 0; i < ndim; ++i) n *= shape[i];
+    for (std::uint32_t i = 0; i < ndim; ++i) {
+      if (__builtin_mul_overflow(n, shape[i], &n)) return SIZE_MAX;
+    }
     return n;
   }
 };
@@ -50,8 +55,8 @@ static_assert(std::is_trivially_copyable_v<PoolArrayRef>);
 
 /// A pool array in flight: the sender took a reference for it before the message left, and the receiver
 /// adopts that reference (SharedMemoryPool::adopt) or drops it. Until then the block stays alive; if the
-/// addressed receiver dies first, reclaim_dead() releases it. Adopting twice fails with
-/// StalePoolReference. Trivially copyable.
+/// addressed receiver dies or leaves the pool first, the reference is released with its slot. Adopting
+/// twice fails with StalePoolReference. Trivially copyable.
 struct PoolTransfer {
   PoolArrayRef array;          ///< the array
   std::uint32_t record = 0;    ///< the in-flight reference record
@@ -109,14 +114,18 @@ class PoolArray {
   [[nodiscard]] ArrayView<const T> view() const noexcept { return {data_, shape()}; }
 
   /// The ArrayMeta of the array (data segment name and byte offset in it): what the orchestrator, other
-  /// processes of this pool and numpy (named pools) use. Holding it takes no reference.
+  /// processes of this pool and numpy (named pools) use. Holding it takes no reference. Throws
+  /// InvalidArgument on an empty handle.
   [[nodiscard]] ArrayMeta meta() const {
+    require_array("meta");
     return ArrayMeta{detail::pool_segment_name(*core_, block_.segment), dtype_of<T>(),
                      std::vector<std::size_t>(shape_.begin(), shape_.begin() + ndim_),
                      static_cast<std::size_t>(block_.offset + byte_offset_)};
   }
-  /// The reference that identifies this array for SharedMemoryPool::attach.
-  [[nodiscard]] PoolArrayRef ref() const noexcept {
+  /// The reference that identifies this array for SharedMemoryPool::attach. Throws InvalidArgument on an
+  /// empty handle.
+  [[nodiscard]] PoolArrayRef ref() const {
+    require_array("ref");
     PoolArrayRef r;
     r.pool_id = detail::pool_id(*core_);
     r.segment = block_.segment;
@@ -128,8 +137,10 @@ class PoolArray {
     std::copy(shape_.begin(), shape_.begin() + ndim_, r.shape.begin());
     return r;
   }
-  /// A reference to rows [rows.start, rows.end) of the first axis; throws InvalidArgument past the end.
+  /// A reference to rows [rows.start, rows.end) of the first axis; throws InvalidArgument past the end or
+  /// on an empty handle.
   [[nodiscard]] PoolArrayRef ref(Range rows) const {
+    require_array("ref");
     const std::size_t total = ndim_ == 0 ? 1 : shape_[0];
     if (rows.start > rows.end || rows.end > total) {
       throw InvalidArgument("PoolArray::ref: rows [" + std::to_string(rows.start) + ", " + std::to_string(rows.end) +
@@ -156,6 +167,12 @@ class PoolArray {
     size_ = 1;
     for (std::size_t i = 0; i < ndim_; ++i) size_ *= (shape_[i] = static_cast<std::size_t>(shape[i]));
     data_ = reinterpret_cast<T*>(block_.data + byte_offset_);
+  }
+  void require_array(const char* what) const {
+    if (core_ == nullptr) {
+      throw InvalidArgument(std::string("PoolArray::") + what +
+                            ": the handle is empty (default-constructed, moved from or reset)");
+    }
   }
   void take(PoolArray& other) noexcept {
     core_ = std::exchange(other.core_, nullptr);
@@ -188,15 +205,31 @@ struct Codec<PoolArray<T>> {
     const PoolTransfer t = detail::pool_send(*value.core_, value.block_.record, value.ref(), 0);
     detail::append_bytes(out, &t, sizeof t);
   }
+  /// Adopts the transfer. A result that cannot be adopted (wrong dtype, malformed, a segment that cannot
+  /// be mapped) has its transfer dropped before the error, so that its block does not stay in flight.
   static PoolArray<T> decode(std::span<const std::byte> in) {
     if (in.size() != sizeof(PoolTransfer)) detail::throw_size_mismatch("PoolTransfer", sizeof(PoolTransfer), in.size());
     PoolTransfer t;
     std::memcpy(&t, in.data(), sizeof t);
     detail::PoolCore* core = detail::find_pool(t.array.pool_id);
     if (core == nullptr) throw DecodeError("Codec<PoolArray>: the result names a pool this process does not hold");
-    if (t.array.dtype != dtype_of<T>()) throw DecodeError("Codec<PoolArray>: the result holds " + t.array.dtype.typestr());
-    if (t.array.ndim > kPoolMaxDims) throw DecodeError("Codec<PoolArray>: too many dimensions");
-    const detail::PoolBlock block = detail::pool_adopt(*core, t);
+    if (t.array.dtype != dtype_of<T>()) {
+      detail::pool_discard(*core, t);
+      throw DecodeError("Codec<PoolArray>: the result holds " + t.array.dtype.typestr() + ", not " +
+                        dtype_of<T>().typestr());
+    }
+    if (t.array.ndim > kPoolMaxDims) {
+      detail::pool_discard(*core, t);
+      throw DecodeError("Codec<PoolArray>: the result has ndim " + std::to_string(t.array.ndim) + ", at most " +
+                        std::to_string(kPoolMaxDims));
+    }
+    detail::PoolBlock block;
+    try {
+      block = detail::pool_adopt(*core, t);
+    } catch (...) {
+      detail::pool_discard(*core, t);  // does nothing if the token was not good (already adopted, dropped)
+      throw;
+    }
     return PoolArray<T>(*core, block, std::span<const std::uint64_t>(t.array.shape.data(), t.array.ndim), t.array.offset);
   }
 };

@@ -2,6 +2,8 @@
 /// @file shared_memory.hpp
 /// SharedMemory: RAII owner of one OS shared-memory segment.
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -33,6 +35,9 @@ struct SegmentOptions {
   /// SIGBUS at first write. Only memory the library manages itself (channels that are written page by
   /// page as they are used) turns this off.
   bool reserve = true;
+  /// The pid a named segment's name carries (0: this process's). remove_stale_segments() removes a name
+  /// once its pid is gone, so a segment that must outlive its creator names the process it belongs to.
+  pid_t name_pid = 0;
 };
 
 /// Move-only owner of one shared-memory segment and its mapping in this process.
@@ -43,7 +48,8 @@ struct SegmentOptions {
 /// which is how executors find the descriptor to pass to worker processes.
 class SharedMemory {
  public:
-  /// Creates a segment of `size` bytes with a random name ("/mpaio-<pid>-<64 random bits>"),
+  /// Creates a segment of `size` bytes with a random name ("/mpaio-<pid>-<64 random bits>", the pid being
+  /// options.name_pid or this process's),
   /// O_CREAT|O_EXCL, mode 0600. Throws InvalidArgument for size 0, SystemError otherwise.
   static SharedMemory create(std::size_t size, SegmentOptions options = {});
   /// Attaches an existing segment by name: a named one through /dev/shm, an anonymous one if it

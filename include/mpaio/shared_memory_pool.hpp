@@ -24,7 +24,8 @@ namespace mpaio {
 struct PoolOptions {
   /// anonymous (memfd, default: cannot leak) or named (/dev/shm: numpy and other programs attach by name).
   SegmentKind kind = SegmentKind::anonymous;
-  /// Bytes of each data segment added on demand (a larger request gets a segment of its own size).
+  /// Bytes of each data segment added on demand. A larger request gets a segment of its own: its size
+  /// rounded up to the allocator's size class (at most 1/16 more), then to a page.
   std::size_t segment_size = std::size_t{64} << 20;
   /// Most data segments the pool may add (at most 64); allocation fails with PoolExhausted beyond.
   std::uint32_t max_segments = 64;
@@ -115,7 +116,9 @@ class SharedMemoryPool {
     return array;
   }
   /// Takes a new reference to the array `ref` names (any process of the pool). Throws StalePoolReference
-  /// when the block was freed since, InvalidArgument when the dtype is not T's.
+  /// when the block was freed since, InvalidArgument when the dtype is not T's or the reference is malformed
+  /// (ndim above kPoolMaxDims, a shape whose size overflows, elements past the block: the message names the
+  /// field), SystemError when the block's segment cannot be mapped here (no reference is then taken).
   template <Element T>
   PoolArray<T> attach(const PoolArrayRef& ref) {
     if (ref.dtype != dtype_of<T>()) throw InvalidArgument("SharedMemoryPool::attach: the array holds " + ref.dtype.typestr());
@@ -130,7 +133,9 @@ class SharedMemoryPool {
     return detail::pool_send(*core_, array.block_.record, array.ref(), receiver);
   }
   /// Turns a transfer token into a handle of this process (once). Throws StalePoolReference when the token
-  /// was already adopted or dropped, InvalidArgument when the dtype is not T's.
+  /// was already adopted or dropped, InvalidArgument when the dtype is not T's or the array is malformed (as
+  /// attach), SystemError when its segment cannot be mapped here; after InvalidArgument or SystemError the
+  /// token is still good.
   template <Element T>
   PoolArray<T> adopt(const PoolTransfer& transfer) {
     if (transfer.array.dtype != dtype_of<T>()) {
@@ -144,11 +149,12 @@ class SharedMemoryPool {
   void drop(const PoolTransfer& transfer);
 
   /// Releases every reference held by, or in flight to, a registered process that no longer exists
-  /// (checked by pid and start time, so a reused pid is not mistaken for it); returns how many. Called
+  /// (checked by pid and start time, so a reused pid is not mistaken for it; a process whose /proc entry
+  /// cannot be read now, for want of a descriptor say, is left for a later call); returns how many. Called
   /// automatically before the pool grows. With the watcher running (watching()) the owner needs it only to
   /// be sure at a given point (the watcher may have released everything already: it then returns 0).
   std::size_t reclaim_dead();
-  /// Releases the transfers still in flight whose sender died (reclaim_dead() marks them): call it when
+  /// Releases the transfers still in flight whose sender died or left the pool (orphans): call it when
   /// no message from a dead process can arrive any more (after a run). Returns how many.
   std::size_t release_orphaned_transfers();
   /// Checks the shared bookkeeping (block chains, free lists, bitmaps, reference counts, counters);

@@ -69,38 +69,74 @@ inline void mapping_search(std::uint64_t size, unsigned& fl, unsigned& sl) noexc
   mapping_insert(size, fl, sl);
 }
 inline std::uint64_t round_up(std::uint64_t v, std::uint64_t to) noexcept { return (v + to - 1) / to * to; }
+/// The smallest segment in which a request of `size` bytes is found: mapping_search looks from the
+/// second-level class above `size` up, so the segment must reach that class's lower bound (size rounded up
+/// to 1/16 of its power of two), then a whole page.
+inline std::uint64_t segment_for(std::uint64_t size) noexcept {
+  if (size >= (std::uint64_t{1} << kFlShift)) size = round_up(size, std::uint64_t{1} << (log2_floor(size) - kSlLog2));
+  return round_up(size, 4096);
+}
 
 }  // namespace
 
 void set_pool_fault_hook(PoolFaultHook hook) noexcept { fault_hook.store(hook); }
 
-std::uint64_t process_start_time(pid_t pid) noexcept {
+ProcessStatus process_status(pid_t pid) noexcept {
+  using State = ProcessStatus::State;
+  // ENOENT: no /proc/<pid>; ESRCH: it exited between open() and read(). Anything else says nothing.
+  auto failed = [](int err) {
+    return err == ENOENT || err == ESRCH ? ProcessStatus{State::dead, 0, err} : ProcessStatus{State::unknown, 0, err};
+  };
   char path[40];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
+  if (fd < 0) return failed(errno);
   char line[1024];
   ssize_t got = -1;
   do {
     got = ::read(fd, line, sizeof line - 1);
   } while (got < 0 && errno == EINTR);
+  const int read_error = errno;
   ::close(fd);
-  if (got <= 0) return 0;
+  if (got < 0) return failed(read_error);
+  if (got == 0) return ProcessStatus{State::unknown, 0, 0};
   line[got] = '\0';
   // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so fields count from the last ')'.
   const char* p = std::strrchr(line, ')');
-  if (p == nullptr || p[1] != ' ') return 0;
+  if (p == nullptr || p[1] != ' ') return ProcessStatus{State::unknown, 0, 0};
   p += 2;
-  if (*p == 'Z' || *p == 'X' || *p == 'x') return 0;
+  if (*p == 'Z' || *p == 'X' || *p == 'x') return ProcessStatus{State::dead, 0, 0};
   for (int field = 3; field < 22; ++field) {  // skip to field 22, starttime
     p = std::strchr(p, ' ');
-    if (p == nullptr) return 0;
+    if (p == nullptr) return ProcessStatus{State::unknown, 0, 0};
     ++p;
   }
+  if (*p < '0' || *p > '9') return ProcessStatus{State::unknown, 0, 0};
   std::uint64_t start = 0;
   for (; *p >= '0' && *p <= '9'; ++p) start = start * 10 + static_cast<std::uint64_t>(*p - '0');
-  return start;
+  return ProcessStatus{State::alive, start, 0};
 }
+
+namespace {
+
+/// The error for a /proc/<pid>/stat that could not be read (ProcessStatus::State::unknown).
+SystemError unreadable_proc(pid_t pid, const ProcessStatus& status, const std::string& why) {
+  return SystemError(describe_call("read", "path", fmt::format("/proc/{}/stat", pid)),
+                     status.error != 0 ? status.error : EIO, why);
+}
+
+/// The start time of this process; throws SystemError when /proc cannot tell (no descriptor left, say),
+/// rather than registering a start time that would later make it look dead.
+std::uint64_t own_start_time(const char* what) {
+  const pid_t pid = ::getpid();
+  const ProcessStatus status = process_status(pid);
+  if (status.state != ProcessStatus::State::alive) {
+    throw unreadable_proc(pid, status, fmt::format("{}: cannot read this process's start time", what));
+  }
+  return status.start_time;
+}
+
+}  // namespace
 
 // ---------------------------------------------------------------------------------------------------------
 // Segments opened through /proc
@@ -234,7 +270,7 @@ void PoolCore::format(Header& h, const PoolOptions& o, std::size_t control_size)
   ::pthread_mutexattr_destroy(&attr);
   // The owner takes slot 0.
   h.processes[0].pid = ::getpid();
-  h.processes[0].start_time = process_start_time(::getpid());
+  h.processes[0].start_time = own_start_time("SharedMemoryPool::create");
   h.processes[0].state = slot_live;
   h.process_count = 1;
   std::atomic_thread_fence(std::memory_order_release);
@@ -274,18 +310,12 @@ PoolCore::~PoolCore() {
       if (h_->segments[s].kind == static_cast<std::uint32_t>(SegmentKind::named)) ::shm_unlink(h_->segments[s].name);
     }
   }
-  // A process that attached leaves the pool: release what it still holds and free its slot.
+  // A process that attached leaves the pool: it leaves the state a reclaim of it would (what it holds and
+  // what is in flight to it released, what it sent orphaned), and frees its slot.
   if (!owner_ && slot_ != kNone && epoch_ == pool_fork_epoch.load()) {
     try {
       Locked l(*this);
-      for (std::uint32_t r = 0; r < h_->records_hwm; ++r) {
-        if (records_[r].state == record_held && records_[r].holder == slot_) {
-          release_record(r);
-          commit();
-        }
-      }
-      set(h_->processes[slot_].state, std::uint32_t{slot_free});
-      set(h_->process_count, h_->process_count - 1);
+      vacate_slot(slot_, false);
     } catch (...) {
     }
   }
@@ -294,7 +324,7 @@ PoolCore::~PoolCore() {
 void PoolCore::register_self() {
   const std::uint64_t epoch = pool_fork_epoch.load();
   const pid_t pid = ::getpid();
-  const std::uint64_t start = process_start_time(pid);
+  const std::uint64_t start = own_start_time("SharedMemoryPool: registering this process");
   {
     // In a child of fork() everything this object holds is the parent's: never unlink a name from here.
     std::lock_guard local(local_mutex_);
@@ -327,8 +357,14 @@ void PoolCore::register_self() {
 
 std::uint32_t PoolCore::slot_of(pid_t pid) {
   if (pid == 0 || pid == owner_pid()) return h_->owner_slot;
-  const std::uint64_t start = process_start_time(pid);
-  if (start == 0) throw InvalidArgument(fmt::format("SharedMemoryPool::send: no live process {}", pid));
+  const ProcessStatus status = process_status(pid);
+  if (status.state == ProcessStatus::State::dead) {
+    throw InvalidArgument(fmt::format("SharedMemoryPool::send: no live process {}", pid));
+  }
+  if (status.state == ProcessStatus::State::unknown) {
+    throw unreadable_proc(pid, status, fmt::format("SharedMemoryPool::send: cannot tell whether receiver {} is alive", pid));
+  }
+  const std::uint64_t start = status.start_time;
   std::uint32_t free_slot = kNone;
   {
     Locked l(*this);
@@ -432,10 +468,7 @@ void PoolCore::adopt_segments() {
 }
 
 void PoolCore::grow(std::uint64_t size) {
-  const std::uint64_t bytes = std::max<std::uint64_t>(h_->segment_size, round_up(size, 4096));
-  // A segment another process creates must outlive it: it is created named (and kept) so that anyone can
-  // open it, until the owner adopts it (anonymous pools: maps it, then unlinks the name).
-  const auto kind = owner_ ? static_cast<SegmentKind>(h_->kind) : SegmentKind::named;
+  const std::uint64_t bytes = std::max<std::uint64_t>(h_->segment_size, segment_for(size));
   {
     Locked l(*this);
     if (h_->segment_count >= h_->max_segments) {
@@ -444,9 +477,16 @@ void PoolCore::grow(std::uint64_t size) {
                           size, free_bytes());
     }
   }
-  auto segment = std::make_unique<SharedMemory>(SharedMemory::create(bytes, {.kind = kind}));
-  if (!owner_) segment->keep();
-  if (segment->name().size() >= sizeof(SegmentRecord::name)) throw InvalidArgument("SharedMemoryPool: segment name too long");
+  // A segment another process creates must outlive it: it is created named, after the owner's pid (so that
+  // remove_stale_segments() leaves it while the pool lives), so that anyone can open it until the owner
+  // adopts it (anonymous pools: maps it, then unlinks the name). Its name is kept only once it is in the
+  // table: a growth that fails below removes it.
+  const auto kind = owner_ ? static_cast<SegmentKind>(h_->kind) : SegmentKind::named;
+  auto segment = std::make_unique<SharedMemory>(
+      SharedMemory::create(bytes, {.kind = kind, .name_pid = owner_ ? 0 : owner_pid()}));
+  if (segment->name().size() >= sizeof(SegmentRecord::name)) {
+    throw InvalidArgument(fmt::format("SharedMemoryPool: segment name {} is too long", segment->name()));
+  }
   std::uint32_t index = 0;
   {
     Locked l(*this);
@@ -476,6 +516,7 @@ void PoolCore::grow(std::uint64_t size) {
     set(h_->bytes_total, h_->bytes_total + bytes);
     set(h_->segment_count, index + 1);
   }
+  if (!owner_) segment->keep();
   std::lock_guard local(local_mutex_);
   names_[index] = segment->name();
   bases_[index].store(segment->data(), std::memory_order_release);
@@ -705,6 +746,36 @@ void PoolCore::check_record(std::uint32_t r, std::uint32_t state, const PoolTran
 // ---------------------------------------------------------------------------------------------------------
 // Operations
 
+void PoolCore::check_extent(const PoolArrayRef& ref, const char* what) {
+  if (ref.ndim > kPoolMaxDims) {
+    throw InvalidArgument(fmt::format("SharedMemoryPool {}: {}: the reference has ndim {}, at most {}", name(), what,
+                                      ref.ndim, kPoolMaxDims));
+  }
+  std::uint64_t bytes = ref.dtype.itemsize;
+  for (std::uint32_t i = 0; i < ref.ndim; ++i) {
+    if (__builtin_mul_overflow(bytes, ref.shape[i], &bytes)) {
+      throw InvalidArgument(fmt::format("SharedMemoryPool {}: {}: the reference's shape[{}] = {} makes its byte size "
+                                        "overflow", name(), what, i, ref.shape[i]));
+    }
+  }
+  std::uint64_t end = 0;
+  const std::uint64_t size = blocks_[ref.block].size;
+  if (__builtin_add_overflow(ref.offset, bytes, &end) || end > size) {
+    throw InvalidArgument(fmt::format("SharedMemoryPool {}: {}: the reference's offset {} + {} bytes reaches past "
+                                      "block {} ({} bytes)", name(), what, ref.offset, bytes, ref.block, size));
+  }
+}
+
+template <class Undo>
+void PoolCore::map_or_undo(PoolBlock& out, Undo&& undo) {
+  try {
+    out.data = base_of(out.segment) + out.offset;
+  } catch (...) {
+    undo();
+    throw;
+  }
+}
+
 PoolBlock PoolCore::allocate(std::size_t nbytes) {
   ensure_slot();
   if (owner_ && h_->segment_count != known_segments_) adopt_segments();
@@ -724,7 +795,7 @@ PoolBlock PoolCore::allocate(std::size_t nbytes) {
       }
     }
     if (found) {
-      out.data = base_of(out.segment) + out.offset;
+      map_or_undo(out, [&] { release(out.record); });  // a segment that cannot be mapped here frees the block
       return out;
     }
     switch (attempt) {
@@ -755,13 +826,10 @@ PoolBlock PoolCore::attach(const PoolArrayRef& ref) {
                                            "generation {}): the array no longer exists", name(), ref.block,
                                            ref.generation, ref.block < h_->blocks_hwm ? blocks_[ref.block].generation : 0));
     }
-    if (ref.offset + ref.nbytes() > blocks_[ref.block].size) {
-      throw InvalidArgument(fmt::format("SharedMemoryPool {}: reference to {} bytes at offset {} of block {} ({} bytes)",
-                                        name(), ref.nbytes(), ref.offset, ref.block, blocks_[ref.block].size));
-    }
+    check_extent(ref, "attach");
     out = block_of(new_record(ref.block, record_held, slot_));
   }
-  out.data = base_of(out.segment) + out.offset;
+  map_or_undo(out, [&] { release(out.record); });
   return out;
 }
 
@@ -791,19 +859,47 @@ PoolBlock PoolCore::adopt(const PoolTransfer& t) {
     throw StalePoolReference(fmt::format("SharedMemoryPool {}: the transfer belongs to pool {:016x}", name(), t.array.pool_id));
   }
   PoolBlock out{};
+  // Where the token was addressed and who sent it, to put it back in flight if the segment cannot be mapped.
+  std::uint32_t receiver = kNone;
+  std::uint32_t sender = kNone;
+  ProcessSlot receiver_was{};
+  ProcessSlot sender_was{};
   {
     Locked l(*this);
     check_record(t.record, record_in_flight, &t, "adopt");
-    if (t.array.offset + t.array.nbytes() > blocks_[t.array.block].size) {
-      throw InvalidArgument(fmt::format("SharedMemoryPool {}: transfer of {} bytes beyond its block", name(), t.array.nbytes()));
-    }
+    check_extent(t.array, "adopt");
+    receiver = records_[t.record].holder;
+    sender = records_[t.record].next_free;
+    if (receiver < kMaxProcesses) receiver_was = h_->processes[receiver];
+    if (sender < kMaxProcesses) sender_was = h_->processes[sender];
     set(records_[t.record].holder, slot_);
     set(records_[t.record].state, std::uint32_t{record_held});
+    set(records_[t.record].next_free, kNone);
     set(h_->in_flight, h_->in_flight - 1);
     set(h_->references, h_->references + 1);
     out = block_of(t.record);
   }
-  out.data = base_of(out.segment) + out.offset;
+  map_or_undo(out, [&]() noexcept {
+    try {
+      Locked l(*this);
+      const RefRecord& rec = records_[t.record];
+      if (rec.state != record_held || rec.holder != slot_ || rec.serial != t.serial) return;
+      auto same = [&](std::uint32_t slot, const ProcessSlot& was) {
+        return slot < kMaxProcesses && h_->processes[slot].state == slot_live && h_->processes[slot].pid == was.pid &&
+               h_->processes[slot].start_time == was.start_time;
+      };
+      if (!same(receiver, receiver_was)) {  // the receiver left meanwhile: as its reclaim would have done
+        release_record(t.record);
+        return;
+      }
+      set(records_[t.record].state, std::uint32_t{record_in_flight});
+      set(records_[t.record].holder, receiver);
+      set(records_[t.record].next_free, same(sender, sender_was) ? sender : kNone);
+      set(h_->references, h_->references - 1);
+      set(h_->in_flight, h_->in_flight + 1);
+    } catch (...) {
+    }
+  });
   return out;
 }
 
@@ -812,6 +908,13 @@ void PoolCore::drop(const PoolTransfer& t) {
   Locked l(*this);
   check_record(t.record, record_in_flight, &t, "drop");
   release_record(t.record);
+}
+
+void PoolCore::discard(const PoolTransfer& t) noexcept {
+  try {
+    if (t.array.pool_id == h_->pool_id) drop(t);
+  } catch (...) {
+  }
 }
 
 std::size_t PoolCore::reclaim_dead() {
@@ -826,7 +929,8 @@ std::size_t PoolCore::reclaim_dead() {
   }
   std::size_t released = 0;
   for (const auto& [i, seen] : candidates) {
-    if (process_start_time(seen.pid) == seen.start_time) continue;  // alive (a reused pid has another start time)
+    // Only a certain death counts: a process that /proc cannot tell about now (EMFILE...) may be alive.
+    if (!process_status(seen.pid).gone(seen.start_time)) continue;
     released += reclaim_slot(i, seen.pid, seen.start_time);
   }
   return released;
@@ -837,6 +941,10 @@ std::size_t PoolCore::reclaim_slot(std::uint32_t slot, std::int32_t pid, std::ui
   Locked l(*this);
   const ProcessSlot& now = h_->processes[slot];
   if (now.state != slot_live || now.pid != pid || now.start_time != start_time) return 0;
+  return vacate_slot(slot, true);
+}
+
+std::size_t PoolCore::vacate_slot(std::uint32_t slot, bool dead) {
   std::size_t released = 0;
   for (std::uint32_t r = 0; r < h_->records_hwm; ++r) {
     if (records_[r].state == record_in_flight && records_[r].next_free == slot) {
@@ -845,8 +953,8 @@ std::size_t PoolCore::reclaim_slot(std::uint32_t slot, std::int32_t pid, std::ui
     }
     if (records_[r].state != record_free && records_[r].holder == slot) {
       release_record(r);
-      set(h_->reclaimed, h_->reclaimed + 1);
-      commit();
+      if (dead) set(h_->reclaimed, h_->reclaimed + 1);
+      commit();  // one reference per transaction: the journal stays small
       ++released;
     }
   }
@@ -990,6 +1098,7 @@ PoolTransfer pool_send(PoolCore& core, std::uint32_t record, const PoolArrayRef&
   return core.send(record, ref, receiver);
 }
 PoolBlock pool_adopt(PoolCore& core, const PoolTransfer& transfer) { return core.adopt(transfer); }
+void pool_discard(PoolCore& core, const PoolTransfer& transfer) noexcept { core.discard(transfer); }
 std::uint64_t pool_id(const PoolCore& core) noexcept { return core.id(); }
 const std::string& pool_segment_name(const PoolCore& core, std::uint32_t segment) {
   return const_cast<PoolCore&>(core).segment_name(segment);

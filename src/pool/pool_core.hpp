@@ -22,9 +22,28 @@ namespace mpaio::detail {
 
 class PoolWatcher;
 
-/// Start time of process `pid` (clock ticks since boot, /proc/<pid>/stat field 22); 0 when it does not exist
-/// or is a zombie. Only system calls (no stdio, no locale): safe in the watcher thread and around fork().
-std::uint64_t process_start_time(pid_t pid) noexcept;
+/// What /proc/<pid>/stat tells about a process.
+struct ProcessStatus {
+  enum class State {
+    alive,    ///< it runs; start_time is valid
+    dead,     ///< no such process (ENOENT, ESRCH), or a zombie
+    unknown,  ///< /proc could not be read (EMFILE, ENFILE, ENOMEM...): ask again later, never take it for dead
+  };
+  State state = State::unknown;
+  std::uint64_t start_time = 0;  ///< alive: clock ticks since boot (field 22)
+  int error = 0;                 ///< unknown: errno of the call that failed (0: the line did not parse)
+
+  /// Whether this is the live process that started at `start` (a reused pid has another start time).
+  [[nodiscard]] bool is(std::uint64_t start) const noexcept { return state == State::alive && start_time == start; }
+  /// Whether the process that started at `start` is certainly gone.
+  [[nodiscard]] bool gone(std::uint64_t start) const noexcept {
+    return state == State::dead || (state == State::alive && start_time != start);
+  }
+};
+
+/// Reads /proc/<pid>/stat. Only system calls (no stdio, no locale): safe in the watcher thread and around
+/// fork().
+ProcessStatus process_status(pid_t pid) noexcept;
 
 /// An anonymous data segment opened through /proc/<pid>/fd/<fd> of the process that holds it, listed in
 /// the process-wide segment registry under its memfd name like any SharedMemory.
@@ -65,6 +84,9 @@ class PoolCore {
   /// still names that process (pid and start time); returns how many references. For dead processes only.
   std::size_t reclaim_slot(std::uint32_t slot, std::int32_t pid, std::uint64_t start_time);
   std::size_t release_orphaned_transfers();
+  /// Drops a transfer that will never be adopted (a result rejected while decoding); no error if it is
+  /// already gone.
+  void discard(const PoolTransfer& transfer) noexcept;
   /// A copy of the process table, read under the lock.
   struct Slots {
     std::array<pool::ProcessSlot, pool::kMaxProcesses> slots;
@@ -74,8 +96,8 @@ class PoolCore {
   /// Owner: starts the background watcher (PoolWatcher), if the kernel has pidfds; returns whether it runs.
   bool start_watcher();
   [[nodiscard]] bool watching() const noexcept;
-  /// Owner: adds the first data segment.
-  void add_first_segment() { grow(h_->segment_size); }
+  /// Owner: adds the first data segment (of segment_size bytes).
+  void add_first_segment() { grow(0); }
   void check_invariants();
   PoolStats stats();
 
@@ -105,6 +127,7 @@ class PoolCore {
     return base != nullptr ? base : map_segment(segment);
   }
   std::byte* map_segment(std::uint32_t segment);
+  /// Adds a data segment of segment_size bytes, or larger if that is needed to serve a request of `size`.
   void grow(std::uint64_t size);
   void adopt_segments();
   void flush_quick();
@@ -121,6 +144,16 @@ class PoolCore {
   std::uint32_t new_record(std::uint32_t block, std::uint32_t state, std::uint32_t holder);
   void release_record(std::uint32_t r);
   void check_record(std::uint32_t r, std::uint32_t state, const PoolTransfer* transfer, const char* what);
+  /// Releases everything `slot` holds or has in flight to it, orphans the transfers it sent, frees the
+  /// slot; `dead` counts the references as reclaimed. Returns how many references were released.
+  std::size_t vacate_slot(std::uint32_t slot, bool dead);
+  /// Throws InvalidArgument naming the field when `ref`'s ndim, shape or offset is malformed, or its elements
+  /// reach past its block (which must be live).
+  void check_extent(const PoolArrayRef& ref, const char* what);
+  /// Maps the segment of `out` (just taken for this process); if that fails, gives the reference up
+  /// through `undo` and rethrows.
+  template <class Undo>
+  void map_or_undo(PoolBlock& out, Undo&& undo);
   PoolBlock block_of(std::uint32_t r);
 
   SharedMemory control_;

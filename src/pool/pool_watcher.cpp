@@ -173,18 +173,25 @@ void* PoolWatcher::thread_main(void* self) noexcept {
 }
 
 void PoolWatcher::run() noexcept {
-  const int timeout = socket_ ? -1 : kRescanMs;
+  // Whether a slot is left to look at again (see rescan()): then the thread rescans after kRescanMs even
+  // with no wake-up.
+  bool retry = true;
+  auto rescan_now = [&] {
+    try {
+      retry = !rescan();
+    } catch (...) {
+      retry = true;
+    }
+  };
   {
     std::lock_guard step(step_mutex_);
-    try {
-      rescan();
-    } catch (...) {
-    }
+    rescan_now();
   }
   started_.store(true);
   started_.notify_one();
   epoll_event events[32];
   for (;;) {
+    const int timeout = socket_ && !retry ? -1 : kRescanMs;
     const int n = ::epoll_wait(epoll_.get(), events, 32, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -204,17 +211,13 @@ void PoolWatcher::run() noexcept {
         exited(static_cast<std::uint32_t>(tag));
       }
     }
-    if (rescan_needed) {
-      try {
-        rescan();
-      } catch (...) {
-      }
-    }
+    if (rescan_needed) rescan_now();
   }
 }
 
-void PoolWatcher::rescan() {
+bool PoolWatcher::rescan() {
   const PoolCore::Slots slots = core_.process_slots();
+  bool complete = true;
   for (std::uint32_t i = 0; i < kMaxProcesses; ++i) {
     const ProcessSlot& s = slots.slots[i];
     Watched& w = watched_[i];
@@ -223,14 +226,22 @@ void PoolWatcher::rescan() {
     if (!live || w.pidfd >= 0) continue;
     const int fd = pidfd_open(s.pid);
     if (fd < 0) {
-      if (errno == ESRCH) core_.reclaim_slot(i, s.pid, s.start_time);  // gone (and reaped) already
-      continue;  // EMFILE and the like: the next wake-up tries again
+      if (errno == ESRCH) {
+        core_.reclaim_slot(i, s.pid, s.start_time);  // gone (and reaped) already
+      } else {
+        complete = false;  // EMFILE and the like: try again later
+      }
+      continue;
     }
-    // The pidfd names whatever process has the pid now: it is ours only if the start time still matches
-    // (a zombie reads as 0: dead).
-    if (process_start_time(s.pid) != s.start_time) {
+    // The pidfd names whatever process has the pid now: it is ours only if the start time still matches.
+    const ProcessStatus status = process_status(s.pid);
+    if (!status.is(s.start_time)) {
       ::close(fd);
-      core_.reclaim_slot(i, s.pid, s.start_time);
+      if (status.gone(s.start_time)) {
+        core_.reclaim_slot(i, s.pid, s.start_time);
+      } else {
+        complete = false;  // /proc could not be read (EMFILE...): it may well be alive
+      }
       continue;
     }
     epoll_event event{};
@@ -238,10 +249,12 @@ void PoolWatcher::rescan() {
     event.data.u64 = i;
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) != 0) {
       ::close(fd);
+      complete = false;
       continue;
     }
     w = Watched{fd, s.pid, s.start_time};
   }
+  return complete;
 }
 
 void PoolWatcher::exited(std::uint32_t slot) {

@@ -6,7 +6,9 @@
 // datagram to the owner's abstract unix socket ("\0mpaio-pool-<pool id>"); the watcher drains the socket,
 // rescans the slot table and opens a pidfd for every new slot. A pidfd becomes readable when its process
 // exits; the watcher then releases the slot's references (PoolCore::reclaim_slot). If the socket cannot be
-// bound (another network namespace, say) the watcher rescans the slots every kRescanMs instead.
+// bound (another network namespace, say) the watcher rescans the slots every kRescanMs instead, and so it
+// does while a slot could not be looked at (no descriptor left for a pidfd or for /proc: such a process is
+// never taken for dead).
 //
 // fork(): the thread exists only in the process that started it. Fork handlers wait until the watcher is
 // between steps (it holds no process-local lock a child could need), and the child closes the watcher's
@@ -32,7 +34,7 @@ class PoolCore;
 
 class PoolWatcher {
  public:
-  /// Rescan period (ms) when the wake-up socket could not be bound.
+  /// Rescan period (ms) when the wake-up socket could not be bound, or a slot is to be looked at again.
   static constexpr int kRescanMs = 250;
 
   /// Whether this kernel has pidfd_open (Linux 5.3): without it there is no watcher.
@@ -61,7 +63,9 @@ class PoolWatcher {
 
   static void* thread_main(void* self) noexcept;
   void run() noexcept;
-  void rescan();
+  /// Watches every new slot, reclaims those whose process is certainly gone; false when some slot could
+  /// not be decided (EMFILE...) and must be looked at again.
+  bool rescan();
   void exited(std::uint32_t slot);
   void forget(std::uint32_t slot) noexcept;
   void close_all() noexcept;  // fork child: no thread, only descriptors

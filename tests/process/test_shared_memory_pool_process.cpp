@@ -2,9 +2,17 @@
 // SIGKILL of a process holding blocks, SIGKILL inside the locked section at every injected point, arrays
 // returned by ProcessPoolExecutor workers (10^5 of them, dropped at once), the same array sent twice, and
 // segments added after a fork; the owner's pidfd watcher reclaiming a SIGKILLed process by itself, and
-// leaving no descriptor or thread behind. Every test runs under a Watchdog, every fork under a deadline.
+// leaving no descriptor or thread behind; a process that cannot read /proc (no descriptor left) taking no
+// live process for dead; a segment that cannot be mapped leaving no reference behind; a normal detach
+// leaving the state a reclaim would; no segment leaked by a failed growth or removed by
+// remove_stale_segments() under a live pool; pool arrays and row slices read by other processes and by
+// the orchestrator exactly like SharedArrays. Every test runs under a Watchdog, every fork under a deadline.
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,11 +22,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <numeric>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "../../examples/seed_workers.hpp"
 #include "mpaio/mpaio.hpp"
 #include "support/child_process.hpp"
 #include "support/watchdog.hpp"
@@ -335,6 +346,383 @@ TEST(PoolProcess, NamedPoolAttachedByNameInAnotherProcess) {
   EXPECT_TRUE(result.exited_with(0)) << result.describe();
   EXPECT_EQ(pool.stats().blocks_in_use, 1u);
   pool.check_invariants();
+}
+
+// ---- a process out of descriptors, segments that cannot be mapped ------------------------------------------
+
+/// Lowers this process's descriptor limit to 0 for its lifetime: every open() fails with EMFILE, as in a
+/// process that has exhausted its descriptors. For forked children only.
+class NoDescriptorsLeft {
+ public:
+  NoDescriptorsLeft() {
+    ::getrlimit(RLIMIT_NOFILE, &saved_);
+    rlimit none = saved_;
+    none.rlim_cur = 0;
+    ok_ = ::setrlimit(RLIMIT_NOFILE, &none) == 0;
+  }
+  NoDescriptorsLeft(const NoDescriptorsLeft&) = delete;
+  NoDescriptorsLeft& operator=(const NoDescriptorsLeft&) = delete;
+  ~NoDescriptorsLeft() { ::setrlimit(RLIMIT_NOFILE, &saved_); }
+  /// Whether opening a file now fails with EMFILE.
+  [[nodiscard]] bool in_force() const {
+    const int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) ::close(fd);
+    return ok_ && fd < 0 && errno == EMFILE;
+  }
+
+ private:
+  rlimit saved_{};
+  bool ok_ = false;
+};
+
+TEST(PoolProcess, AProcessThatCannotReadProcTakesNoLiveProcessForDead) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create(unwatched_pool());
+  auto mine = pool.allocate<std::int32_t>({16});
+  Pipe ready;
+  Pipe go;
+  const pid_t holder = mpaio_test::spawn_child([&] {
+    std::vector<PoolArray<std::uint8_t>> held;
+    for (int i = 0; i < 10; ++i) held.push_back(pool.allocate<std::uint8_t>({100}));
+    ready.put(1);
+    (void)go.get<int>();
+    return 0;
+  });
+  ASSERT_EQ(ready.get<int>(), 1);
+  const auto result = mpaio_test::run_in_child([&] {
+    if (pool.reclaim_dead() != 0) return 1;  // registers this process; nobody is dead yet
+    NoDescriptorsLeft limit;
+    if (!limit.in_force()) return 2;
+    // /proc/<pid>/stat cannot be opened (EMFILE): that says nothing about the holder or the owner.
+    return pool.reclaim_dead() == 0 ? 0 : 3;
+  });
+  EXPECT_TRUE(result.exited_with(0)) << result.describe();
+  EXPECT_EQ(pool.stats().blocks_in_use, 11u);  // the holder's ten and `mine`
+  EXPECT_EQ(pool.stats().reclaimed_references, 0u);
+  go.put(1);
+  EXPECT_TRUE(mpaio_test::wait_child(holder).exited_with(0));
+  pool.reclaim_dead();
+  pool.check_invariants();
+  EXPECT_EQ(pool.stats().blocks_in_use, 1u);
+}
+
+/// The descriptors of this process that point at `target` (a prefix, as count_fds).
+std::set<int> fds_of(const std::string& target) {
+  std::set<int> fds;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto link = std::filesystem::read_symlink(entry.path(), ec);
+    if (!ec && link.string().starts_with(target)) fds.insert(std::stoi(entry.path().filename().string()));
+  }
+  return fds;
+}
+
+TEST(PoolProcess, TheWatcherTakesNoProcessItCannotReadForDeadAndLooksAgainLater) {
+  mpaio_test::Watchdog watchdog(60);
+  // The owner is a child, so that its descriptor limit can be lowered while its watcher runs.
+  const auto result = mpaio_test::run_in_child([] {
+    const std::set<int> sockets_before = fds_of("socket:");
+    auto pool = SharedMemoryPool::create(test_pool());
+    if (!pool.watching()) return 10;
+    std::set<int> sockets = fds_of("socket:");
+    for (int fd : sockets_before) sockets.erase(fd);
+    if (sockets.size() != 1) return 11;
+    const int wake_up_socket = *sockets.begin();  // the watcher's
+    Pipe go;
+    Pipe ready;
+    Pipe hold;
+    const pid_t other = mpaio_test::spawn_child([&] {
+      ::close(hold.fds[1]);  // hold.get() ends when the owner goes, whatever happens to it
+      hold.fds[1] = -1;
+      (void)go.get<int>();
+      auto a = pool.allocate<std::uint8_t>({100});  // registers: one datagram to the watcher
+      ready.put(1);
+      (void)hold.get<int>();
+      return 0;
+    });
+    struct Reaper {
+      pid_t pid;
+      ~Reaper() {
+        ::kill(pid, SIGKILL);
+        (void)mpaio_test::wait_child(pid);
+      }
+    } reaper{other};
+    // One descriptor number left: the watcher's pidfd_open takes it, and its read of /proc/<pid>/stat that
+    // checks the pidfd gets EMFILE.
+    const int lowest_free = ::dup(0);
+    ::close(lowest_free);
+    rlimit saved{};
+    ::getrlimit(RLIMIT_NOFILE, &saved);
+    rlimit one_left = saved;
+    one_left.rlim_cur = static_cast<rlim_t>(lowest_free) + 1;
+    if (::setrlimit(RLIMIT_NOFILE, &one_left) != 0) return 12;
+    go.put(1);
+    (void)ready.get<int>();
+    // The datagram was queued before `ready`; once it is drained, a fork waits for the watcher's step to end.
+    int pending = 1;
+    while (::ioctl(wake_up_socket, FIONREAD, &pending) == 0 && pending > 0) ::usleep(1000);
+    const pid_t between_steps = ::fork();
+    if (between_steps == 0) ::_exit(0);
+    (void)mpaio_test::wait_child(between_steps);
+    const auto during = pool.stats();
+    ::setrlimit(RLIMIT_NOFILE, &saved);
+    if (during.processes != 2 || during.reclaimed_references != 0 || during.blocks_in_use != 1) return 1;
+    // Looked at again once descriptors are back: the process is watched, and its death seen with no call.
+    const auto watched = wait_until([] { return count_fds("anon_inode:[pidfd]") == 1; }, std::chrono::seconds(10));
+    if (watched.count() < 0) return 2;
+    ::kill(other, SIGKILL);
+    const auto reclaimed = wait_until([&] { return pool.stats().reclaimed_references == 1; }, std::chrono::seconds(10));
+    return reclaimed.count() < 0 ? 3 : 0;
+  }, std::chrono::seconds(40));
+  EXPECT_TRUE(result.exited_with(0)) << result.describe();
+}
+
+TEST(PoolProcess, ASegmentThatCannotBeMappedLeavesNoReferenceAndTheTokenGood) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create({.kind = mpaio::SegmentKind::named, .segment_size = std::size_t{4} << 20,
+                                        .max_blocks = 4096, .max_references = 4096});
+  Pipe ready;
+  Pipe to_child;
+  const pid_t child = mpaio_test::spawn_child([&] {
+    auto tiny = pool.allocate<std::uint8_t>({1});  // registers
+    ready.put(1);
+    const auto ref = to_child.get<mpaio::PoolArrayRef>();
+    const auto transfer = to_child.get<PoolTransfer>();
+    const auto before = pool.stats();
+    auto unchanged = [&] {
+      const auto now = pool.stats();
+      return now.references == before.references && now.in_flight == before.in_flight &&
+             now.blocks_in_use == before.blocks_in_use;
+    };
+    // The array's segment was added after the fork and its name is gone: it cannot be mapped here.
+    try {
+      (void)pool.attach<std::int32_t>(ref);
+      return 1;
+    } catch (const mpaio::SystemError&) {
+    }
+    if (!unchanged()) return 2;
+    try {
+      (void)pool.adopt<std::int32_t>(transfer);
+      return 3;
+    } catch (const mpaio::SystemError&) {
+    }
+    if (!unchanged()) return 4;
+    try {
+      (void)pool.allocate<std::uint8_t>({std::size_t{1} << 20});  // only that segment has room
+      return 5;
+    } catch (const mpaio::SystemError&) {
+    }
+    return unchanged() ? 0 : 6;
+  });
+  ASSERT_EQ(ready.get<int>(), 1);
+  auto filler = pool.allocate<std::uint8_t>({(std::size_t{4} << 20) - (std::size_t{256} << 10)});
+  auto big = pool.allocate<std::int32_t>({std::size_t{512} << 10});  // 2 MiB: a segment added after the fork
+  ASSERT_EQ(pool.stats().segments, 2u);
+  std::fill(big.begin(), big.end(), 99);
+  ASSERT_EQ(::shm_unlink(big.meta().shm_name.c_str()), 0) << big.meta().shm_name;  // this process keeps its mapping
+  const PoolTransfer t = pool.send(big);  // to the owner, so that the child's death leaves it in flight
+  to_child.put(big.ref());
+  to_child.put(t);
+  const auto result = mpaio_test::wait_child(child);
+  EXPECT_TRUE(result.exited_with(0)) << result.describe();
+  auto adopted = pool.adopt<std::int32_t>(t);  // the token survived the child's failed adopt
+  EXPECT_EQ(adopted[adopted.size() - 1], 99);
+  adopted.reset();
+  pool.reclaim_dead();
+  pool.check_invariants();
+  EXPECT_EQ(pool.stats().in_flight, 0u);
+  EXPECT_EQ(pool.stats().blocks_in_use, 2u);  // filler and big
+}
+
+// ---- leaving a pool ------------------------------------------------------------------------------------------
+
+TEST(PoolProcess, ANormalDetachReleasesTransfersToItAndOrphansThoseItSent) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create({.kind = mpaio::SegmentKind::named, .segment_size = 1 << 20,
+                                        .max_blocks = 4096, .max_references = 4096});
+  const std::string name = pool.name();
+  Pipe up;
+  Pipe down;
+  const pid_t child = mpaio_test::spawn_child([&] {
+    {
+      auto attached = SharedMemoryPool::attach(name);
+      auto a = attached.allocate<std::int32_t>({4});
+      up.put(attached.send(a));  // in flight to the owner, sent by this process
+      (void)down.get<int>();      // the owner has sent one to this process, never adopted
+    }  // the pool object goes: a normal detach
+    up.put(1);
+    (void)down.get<int>();
+    return 0;
+  });
+  const PoolTransfer from_child = up.get<PoolTransfer>();
+  {
+    auto b = pool.allocate<std::int32_t>({8});
+    (void)pool.send(b, child);
+  }
+  down.put(1);
+  ASSERT_EQ(up.get<int>(), 1);  // detached, still alive: nothing for a reclaim to do
+  EXPECT_NO_THROW(pool.check_invariants());
+  auto s = pool.stats();
+  EXPECT_EQ(s.processes, 1u);
+  EXPECT_EQ(s.in_flight, 1u);  // the transfer to the child was released with its slot
+  EXPECT_EQ(pool.release_orphaned_transfers(), 1u);  // its sender left: an orphan, as after a reclaim
+  EXPECT_THROW((void)pool.adopt<std::int32_t>(from_child), mpaio::StalePoolReference);
+  down.put(1);
+  EXPECT_TRUE(mpaio_test::wait_child(child).exited_with(0));
+  s = pool.stats();
+  EXPECT_EQ(s.bytes_in_use, 0u);
+  EXPECT_EQ(s.reclaimed_references, 0u);
+  pool.check_invariants();
+}
+
+// ---- segments in /dev/shm ------------------------------------------------------------------------------------
+
+/// The /dev/shm entries named after process `pid` (mpaio-<pid>-...).
+std::set<std::string> shm_entries_of(pid_t pid) {
+  std::set<std::string> names;
+  const std::string prefix = "mpaio-" + std::to_string(pid) + "-";
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with(prefix)) names.insert(name);
+  }
+  return names;
+}
+
+TEST(PoolProcess, AGrowthThatFailsInANonOwnerLeavesNoSegmentInDevShm) {
+  mpaio_test::Watchdog watchdog(60);
+  // Four block descriptors: three arrays and the rest of the first segment fill the table.
+  auto pool = SharedMemoryPool::create({.segment_size = 1 << 16, .max_segments = 4, .max_blocks = 4,
+                                        .max_references = 64});
+  auto a = pool.allocate<std::uint8_t>({64});
+  auto b = pool.allocate<std::uint8_t>({64});
+  auto c = pool.allocate<std::uint8_t>({64});
+  const auto owner_entries = shm_entries_of(::getpid());
+  const pid_t child = mpaio_test::spawn_child([&] {
+    try {
+      (void)pool.allocate<std::uint8_t>({100'000});  // a new segment, then no descriptor for it
+      return 1;
+    } catch (const mpaio::PoolExhausted& e) {
+      return std::string(e.what()).find("block table") != std::string::npos ? 0 : 2;
+    }
+  });
+  const auto result = mpaio_test::wait_child(child);
+  EXPECT_TRUE(result.exited_with(0)) << result.describe();
+  EXPECT_EQ(shm_entries_of(child), std::set<std::string>{});
+  EXPECT_EQ(shm_entries_of(::getpid()), owner_entries);
+  pool.reclaim_dead();
+  pool.check_invariants();
+}
+
+TEST(PoolProcess, ASegmentAWorkerGrewOutlivesTheWorkerAndRemoveStaleSegments) {
+  mpaio_test::Watchdog watchdog(60);
+  for (const auto kind : {mpaio::SegmentKind::anonymous, mpaio::SegmentKind::named}) {
+    SCOPED_TRACE(kind == mpaio::SegmentKind::named ? "named pool" : "anonymous pool");
+    auto pool = SharedMemoryPool::create({.kind = kind, .segment_size = 1 << 20, .max_blocks = 4096,
+                                          .max_references = 4096});
+    Pipe sent;
+    const pid_t worker = mpaio_test::spawn_child([&] {
+      auto big = pool.allocate<std::int32_t>({std::size_t{1} << 19});  // 2 MiB: this process adds a segment
+      std::iota(big.begin(), big.end(), 0);
+      sent.put(pool.send(big));
+      return 0;  // and leaves
+    });
+    const PoolTransfer t = sent.get<PoolTransfer>();
+    ASSERT_TRUE(mpaio_test::wait_child(worker).exited_with(0));
+    // The worker is gone: nothing of the live pool may look stale.
+    const std::vector<std::string> removed = mpaio::remove_stale_segments();
+    auto big = pool.adopt<std::int32_t>(t);
+    ASSERT_EQ(big.size(), std::size_t{1} << 19);
+    EXPECT_EQ(big[big.size() - 1], (1 << 19) - 1);
+    for (const std::string& name : removed) EXPECT_NE(name, big.meta().shm_name);
+    if (kind == mpaio::SegmentKind::named) {
+      // numpy and other programs still reach it by name.
+      const auto again = mpaio::SharedMemory::attach(big.meta().shm_name);
+      EXPECT_GE(again.size(), big.meta().offset + big.nbytes());
+    }
+    big.reset();
+    pool.reclaim_dead();
+    pool.check_invariants();
+  }
+}
+
+// ---- row slices and pool arrays read elsewhere -----------------------------------------------------------------
+
+TEST(PoolProcess, RowSlicesSentToAnotherProcessReadTheirRows) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create(test_pool());
+  auto a = pool.allocate<std::int32_t>({10, 3});
+  std::iota(a.begin(), a.end(), 0);
+  Pipe pipe;
+  const pid_t child = mpaio_test::spawn_child([&] {
+    auto rows = pool.attach<std::int32_t>(pipe.get<mpaio::PoolArrayRef>());  // rows [4, 6)
+    if (rows.size() != 6 || rows.shape()[0] != 2 || rows.shape()[1] != 3) return 1;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      if (rows[i] != static_cast<std::int32_t>(12 + i)) return 2;
+    }
+    if (rows.view().row(1)[2] != 17) return 3;
+    auto tail = pool.adopt<std::int32_t>(pipe.get<PoolTransfer>());  // rows [7, 10), sent as a slice
+    if (tail.size() != 9 || tail.shape()[0] != 3) return 4;
+    for (std::size_t i = 0; i < tail.size(); ++i) {
+      if (tail[i] != static_cast<std::int32_t>(21 + i)) return 5;
+    }
+    const mpaio::ArrayMeta meta = tail.meta();
+    return meta.offset == rows.meta().offset + 9 * sizeof(std::int32_t) ? 0 : 6;
+  });
+  pipe.put(a.ref(mpaio::Range{4, 6}));
+  {
+    auto tail = pool.attach<std::int32_t>(a.ref(mpaio::Range{7, 10}));
+    pipe.put(pool.send(tail));
+  }
+  const auto result = mpaio_test::wait_child(child);
+  EXPECT_TRUE(result.exited_with(0)) << result.describe();
+  a.reset();
+  pool.reclaim_dead();
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  pool.check_invariants();
+}
+
+/// Copies its chunk out, so that two runs can be compared element by element.
+struct ChunkCopyWorker : mpaio::Worker<ChunkCopyWorker, std::vector<std::int64_t>> {
+  using Worker::Worker;
+  static std::vector<std::int64_t> process(mpaio::ArrayView<const std::int64_t> data, mpaio::Range chunk) {
+    const auto slice = data.slice(chunk);
+    return {slice.begin(), slice.end()};
+  }
+  void process_callback(std::vector<std::int64_t> copy, mpaio::Range chunk) { pieces[chunk.start] = std::move(copy); }
+  std::map<std::size_t, std::vector<std::int64_t>> pieces;
+};
+
+TEST(PoolProcess, TheOrchestratorProcessesAPoolArrayLikeASharedArray) {
+  mpaio_test::Watchdog watchdog(120);
+  constexpr std::size_t kRows = 1000;
+  constexpr std::size_t kCols = 7;
+  auto pool = SharedMemoryPool::create(test_pool());
+  auto pad = pool.allocate<std::int64_t>({3});  // the array does not start its segment
+  auto pooled = pool.allocate<std::int64_t>({kRows, kCols});
+  auto plain = mpaio::SharedArray<std::int64_t>::create({kRows, kCols});
+  std::iota(pooled.begin(), pooled.end(), 1);
+  std::iota(plain.begin(), plain.end(), 1);
+  ASSERT_NE(pooled.meta().offset, 0u);
+  mpaio::ProcessPoolExecutor executor({.workers = 2});
+  struct Outcome {
+    std::int64_t total = 0;
+    std::map<std::size_t, std::vector<std::int64_t>> pieces;
+  };
+  auto run = [&](const mpaio::ArrayMeta& meta) {
+    AddIntWorker adder{mpaio::DataIterator::partitions(meta, 5)};
+    ChunkCopyWorker copier{mpaio::DataIterator::rows(meta, 13)};
+    mpaio::WorkerOrchestrator orchestrator{executor, {&adder, &copier}};
+    const mpaio::RunReport report = orchestrator.run_blocking();
+    EXPECT_TRUE(report.failures.empty());
+    return Outcome{adder.total, std::move(copier.pieces)};
+  };
+  const Outcome from_pool = run(pooled.meta());
+  const Outcome from_array = run(plain.meta());
+  constexpr auto n = static_cast<std::int64_t>(kRows * kCols);
+  EXPECT_EQ(from_array.total, n * (n + 1) / 2);
+  EXPECT_EQ(from_pool.total, from_array.total);
+  EXPECT_EQ(from_pool.pieces.size(), (kRows + 12) / 13);
+  EXPECT_TRUE(from_pool.pieces == from_array.pieces) << "the chunks read through meta() differ";
 }
 
 // ---- SIGKILL inside the locked section ----------------------------------------------------------------------

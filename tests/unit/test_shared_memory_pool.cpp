@@ -1,12 +1,16 @@
-// Unit tests of SharedMemoryPool in one process: allocation, alignment, size classes and TLSF, growth,
-// references, transfers, stale references, invariants.
+// Unit tests of SharedMemoryPool in one process: allocation, alignment, size classes and TLSF, growth
+// (requests larger than a segment), references, transfers, stale and malformed references, empty handles,
+// the PoolArray codec, invariants.
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "mpaio/shared_memory_pool.hpp"
@@ -162,6 +166,128 @@ TEST(SharedMemoryPool, RandomWorkloadKeepsInvariants) {
   live.clear();
   pool.check_invariants();
   EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+}
+
+/// Allocates each of `sizes` bytes in `pool`: each must add exactly one segment, no larger than the request
+/// rounded up to its allocator size class (1/16 of its power of two) and to a page.
+void expect_one_fitting_segment_each(SharedMemoryPool& pool, std::initializer_list<std::size_t> sizes) {
+  std::vector<PoolArray<std::uint8_t>> arrays;
+  for (const std::size_t n : sizes) {
+    SCOPED_TRACE("request of " + std::to_string(n) + " bytes");
+    const auto before = pool.stats();
+    auto a = pool.allocate<std::uint8_t>({n});
+    a[0] = 1;
+    a[n - 1] = 2;
+    const auto after = pool.stats();
+    EXPECT_EQ(after.segments, before.segments + 1);
+    EXPECT_GE(after.bytes_total - before.bytes_total, n);
+    EXPECT_LE(after.bytes_total - before.bytes_total, n + n / 16 + 4096);
+    arrays.push_back(std::move(a));
+  }
+  pool.check_invariants();
+}
+
+TEST(SharedMemoryPool, ARequestLargerThanASegmentGetsOneSegmentItFitsIn) {
+  {
+    auto pool = SharedMemoryPool::create();  // 64 MiB segments
+    expect_one_fitting_segment_each(pool, {100'000'000, (std::size_t{64} << 20) + 64, (std::size_t{68} << 20) + 1});
+  }
+  {
+    auto pool = SharedMemoryPool::create(small_pool());  // 1 MiB segments
+    expect_one_fitting_segment_each(pool, {(1u << 20) + 64, (1u << 20) + 4096, (1u << 20) + 65'537, 3'000'001});
+  }
+}
+
+TEST(SharedMemoryPool, ASegmentSizeBetweenSizeClassesStillServesRequestsUpToIt) {
+  mpaio::PoolOptions options = small_pool();
+  options.segment_size = (1u << 20) + 4096;  // not a boundary of the allocator's size classes
+  auto pool = SharedMemoryPool::create(options);
+  EXPECT_EQ(pool.stats().bytes_total, (1u << 20) + 4096);  // the first segment has exactly segment_size
+  auto a = pool.allocate<std::uint8_t>({(1u << 20) + 100});
+  a[a.size() - 1] = 1;
+  EXPECT_EQ(pool.stats().segments, 2u);  // the first segment is one class too small for it
+  pool.check_invariants();
+}
+
+TEST(SharedMemoryPool, MalformedReferencesAreRejectedNamingTheField) {
+  auto pool = SharedMemoryPool::create(small_pool());
+  auto a = pool.allocate<std::int64_t>({8});
+  auto expect_rejected = [&](mpaio::PoolArrayRef bad, const std::string& field) {
+    try {
+      (void)pool.attach<std::int64_t>(bad);
+      ADD_FAILURE() << "attach accepted a reference with a bad " << field;
+    } catch (const mpaio::InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
+  };
+  mpaio::PoolArrayRef bad = a.ref();
+  bad.ndim = mpaio::kPoolMaxDims + 1;
+  expect_rejected(bad, "ndim");
+  bad = a.ref();
+  bad.ndim = 2;
+  bad.shape[0] = (std::uint64_t{1} << 61) + 1;  // x 8 bytes wraps to 8 bytes
+  bad.shape[1] = 1;
+  expect_rejected(bad, "shape");
+  bad = a.ref();
+  bad.offset = std::numeric_limits<std::uint64_t>::max() - 7;  // offset + 64 bytes wraps
+  expect_rejected(bad, "offset");
+  EXPECT_EQ(pool.stats().references, 1u);
+
+  const mpaio::PoolTransfer good = pool.send(a);
+  mpaio::PoolTransfer forged = good;
+  forged.array.ndim = 100;
+  try {
+    (void)pool.adopt<std::int64_t>(forged);
+    ADD_FAILURE() << "adopt accepted a transfer with ndim 100";
+  } catch (const mpaio::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("ndim"), std::string::npos) << e.what();
+  }
+  auto adopted = pool.adopt<std::int64_t>(good);  // the real token is still good
+  EXPECT_EQ(adopted.data(), a.data());
+  pool.check_invariants();
+}
+
+TEST(SharedMemoryPool, AnEmptyHandleHasNoReferenceOrMeta) {
+  PoolArray<float> empty;
+  EXPECT_THROW((void)empty.ref(), mpaio::InvalidArgument);
+  EXPECT_THROW((void)empty.ref(mpaio::Range{0, 0}), mpaio::InvalidArgument);
+  EXPECT_THROW((void)empty.meta(), mpaio::InvalidArgument);
+  auto pool = SharedMemoryPool::create(small_pool());
+  auto a = pool.allocate<float>({4});
+  PoolArray<float> moved = std::move(a);
+  try {
+    (void)a.meta();  // NOLINT(bugprone-use-after-move): moved-from handles are empty
+    FAIL() << "meta() of a moved-from handle";
+  } catch (const mpaio::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("empty"), std::string::npos) << e.what();
+  }
+}
+
+TEST(SharedMemoryPool, DecodingAResultOfTheWrongTypeDropsItsTransfer) {
+  auto pool = SharedMemoryPool::create(small_pool());
+  std::vector<std::byte> bytes;
+  {
+    auto a = pool.allocate<float>({16});
+    mpaio::Codec<PoolArray<float>>::encode(a, bytes);
+  }
+  EXPECT_EQ(pool.stats().in_flight, 1u);
+  EXPECT_THROW((void)mpaio::Codec<PoolArray<std::int32_t>>::decode(bytes), mpaio::DecodeError);
+  EXPECT_EQ(pool.stats().in_flight, 0u);
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+
+  {
+    auto a = pool.allocate<float>({16});
+    bytes.clear();
+    mpaio::Codec<PoolArray<float>>::encode(a, bytes);
+  }
+  mpaio::PoolTransfer t;
+  std::memcpy(&t, bytes.data(), sizeof t);
+  t.array.ndim = mpaio::kPoolMaxDims + 1;
+  std::memcpy(bytes.data(), &t, sizeof t);
+  EXPECT_THROW((void)mpaio::Codec<PoolArray<float>>::decode(bytes), mpaio::DecodeError);
+  EXPECT_EQ(pool.stats().in_flight, 0u);
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  pool.check_invariants();
 }
 
 TEST(SharedMemoryPool, FoundByIdAndMovable) {

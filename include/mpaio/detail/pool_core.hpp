@@ -39,6 +39,9 @@ PoolBlock pool_attach(PoolCore& core, const PoolArrayRef& ref);
 void pool_release(PoolCore& core, std::uint32_t record) noexcept;
 PoolTransfer pool_send(PoolCore& core, std::uint32_t record, const PoolArrayRef& ref, pid_t receiver);
 PoolBlock pool_adopt(PoolCore& core, const PoolTransfer& transfer);
+/// Releases a transfer's in-flight reference if it still has one (a result that will never be adopted);
+/// never throws.
+void pool_discard(PoolCore& core, const PoolTransfer& transfer) noexcept;
 std::uint64_t pool_id(const PoolCore& core) noexcept;
 /// The name of data segment `segment` (as SharedMemory names it), for ArrayMeta.
 const std::string& pool_segment_name(const PoolCore& core, std::uint32_t segment);
