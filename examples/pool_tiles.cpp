@@ -1,15 +1,17 @@
 // SharedMemoryPool example: a producer cuts an image into thousands of small tiles allocated in one pool,
 // worker processes attach each tile (a PoolArrayRef, well under a microsecond), compute a half-resolution
 // tile allocated in the same pool and return it (PoolArray<float> travels as a transfer token); the caller
-// adopts every result. With --named, prints the first result's metadata for examples/pool_numpy.py and
-// keeps it alive for --hold seconds.
+// adopts every result. With --named, prints the metadata of tile 0's result for examples/pool_numpy.py and
+// keeps it alive for --hold seconds (or, with --wait-stdin, until its standard input is closed).
 //
 //   pool_tiles --tiles 5000 --workers 2
 //   pool_tiles --named --hold 5 | python3 examples/pool_numpy.py
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <chrono>
 #include <iostream>
+#include <limits>
 #include <thread>
 #include <numeric>
 
@@ -39,11 +41,11 @@ struct Downsampler : mpaio::Worker<Downsampler, mpaio::PoolArray<float>> {
     }
     return out;
   }
-  void process_callback(mpaio::PoolArray<float> half, mpaio::Range) {
+  void process_callback(mpaio::PoolArray<float> half, mpaio::Range rows) {
     checksum += std::accumulate(half.begin(), half.end(), 0.0);
-    results.push_back(std::move(half));
+    results[rows.start / sizeof(mpaio::PoolArrayRef)] = std::move(half);  // in tile order, whatever the arrival
   }
-  std::vector<mpaio::PoolArray<float>> results;
+  std::vector<mpaio::PoolArray<float>> results;  // one per tile
   double checksum = 0;
 };
 
@@ -55,10 +57,12 @@ int main(int argc, char** argv) {
   std::size_t workers = 2;
   bool named = false;
   double hold = 5;
+  bool wait_stdin = false;
   app.add_option("--tiles", tiles, "number of 64x64 tiles");
   app.add_option("--workers", workers, "worker processes");
   app.add_flag("--named", named, "named pool (/dev/shm): print the first result's metadata for numpy");
   app.add_option("--hold", hold, "with --named: seconds to keep the result alive for the numpy script");
+  app.add_flag("--wait-stdin", wait_stdin, "with --named: keep the result alive until stdin is closed (not --hold)");
   CLI11_PARSE(app, argc, argv);
 
   // 1. The pool first, then the executor (its workers inherit the pool).
@@ -81,22 +85,28 @@ int main(int argc, char** argv) {
 
   // 3. One chunk per tile.
   Downsampler downsampler{mpaio::DataIterator::rows(refs.meta(), 1)};
+  downsampler.results.resize(tiles);
   mpaio::WorkerOrchestrator orchestrator{executor, {&downsampler}};
   const auto start = std::chrono::steady_clock::now();
   orchestrator.run_blocking();
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   inputs.clear();  // the producer's tiles are freed with their last handle
 
+  const auto delivered = static_cast<std::size_t>(std::count_if(downsampler.results.begin(), downsampler.results.end(),
+                                                                 [](const auto& half) { return static_cast<bool>(half); }));
   const mpaio::PoolStats s = pool.stats();
   std::fprintf(stderr, "%zu tiles in %.1f ms; checksum %.1f (expected %.1f); pool: %llu arrays, %llu bytes in use, %u segment(s)\n",
-               downsampler.results.size(), ms, downsampler.checksum, expected,
+               delivered, ms, downsampler.checksum, expected,
                static_cast<unsigned long long>(s.blocks_in_use), static_cast<unsigned long long>(s.bytes_in_use), s.segments);
 
-  if (named && !downsampler.results.empty()) {
-    const auto& first = downsampler.results.front();
-    std::cout << first.meta().to_json() << '\n' << std::flush;
-    std::this_thread::sleep_for(std::chrono::duration<double>(hold));  // time for the numpy script
+  if (named && !downsampler.results.empty() && downsampler.results.front()) {
+    std::cout << downsampler.results.front().meta().to_json() << '\n' << std::flush;
+    if (wait_stdin) {
+      std::cin.ignore(std::numeric_limits<std::streamsize>::max());  // until EOF: the reader is done
+    } else {
+      std::this_thread::sleep_for(std::chrono::duration<double>(hold));  // time for the numpy script
+    }
   }
   downsampler.results.clear();
-  return downsampler.checksum == expected ? 0 : 1;
+  return delivered == tiles && downsampler.checksum == expected ? 0 : 1;
 }
