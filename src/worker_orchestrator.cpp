@@ -142,19 +142,16 @@ class WorkerOrchestrator::Run final : public RunSink {
     pump();
   }
 
-  /// A chunk failed for good: fail the run, or note it and go on.
+  /// A chunk failed for good: note it, and fail the run unless the policy is to go on.
   void failed(std::size_t w, Range range, std::exception_ptr error) {
-    if (owner_.options_.on_error == ErrorPolicy::fail_fast) {
-      fail(std::move(error));
-      return;
-    }
     std::string message;
     try {
       std::rethrow_exception(error);
     } catch (const std::exception& e) {
       message = e.what();
     }
-    report_.failures.push_back({w, range, std::move(message), std::move(error)});
+    report_.failures.push_back({w, range, std::move(message), error});
+    if (owner_.options_.on_error == ErrorPolicy::fail_fast) fail(std::move(error));
   }
 
   [[nodiscard]] std::exception_ptr error_for(const ChunkOutcome& o, std::size_t w, Range range) const {
@@ -184,9 +181,17 @@ class WorkerOrchestrator::Run final : public RunSink {
     stopping_ = true;
   }
 
+  /// Completes the report and keeps a copy in the orchestrator; throws the run's error, if any.
   RunReport finish(std::int64_t end_ns) {
     report_.wall_time = std::chrono::nanoseconds(end_ns - origin_ns_);
-    if (error_) std::rethrow_exception(error_);
+    // Counted from the dispatch state, not as the remainder of the outcomes, so that a chunk reported
+    // twice or never shows as a mismatch between delivered + failed + unfinished and the chunk count.
+    report_.unfinished = (total_ - next_) + retry_.size() + in_flight_;
+    if (error_) {
+      owner_.last_report_ = std::move(report_);
+      std::rethrow_exception(error_);
+    }
+    owner_.last_report_ = report_;
     return std::move(report_);
   }
 
@@ -279,6 +284,7 @@ asio::awaitable<RunReport> WorkerOrchestrator::run() {
   // Cancellation is handled below (grace period, then RunCancelled), not by Asio throwing at the next co_await.
   co_await asio::this_coro::throw_if_cancelled(false);
   const auto loop = co_await asio::this_coro::executor;
+  last_report_ = {};
   Run run(*this, loop);
   run.prepare();
   const std::int64_t origin = detail::monotonic_ns();

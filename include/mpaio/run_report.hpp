@@ -27,7 +27,7 @@ struct ChunkRecord {
   bool failed = false;
 };
 
-/// A chunk that failed for good (after its retries), in a run with ErrorPolicy::collect.
+/// A chunk that failed for good (after its retries).
 struct FailedChunk {
   std::size_t worker = 0;          ///< index of the worker in the orchestrator's list
   Range range;
@@ -65,7 +65,14 @@ struct RunReport {
   std::chrono::nanoseconds wall_time{};
   std::vector<std::string> worker_types;  ///< per worker of the orchestrator
   std::vector<ChunkRecord> chunks;        ///< every attempt, in the order the outcomes landed
-  std::vector<FailedChunk> failures;      ///< chunks that failed for good (ErrorPolicy::collect)
+  /// Chunks that failed for good, in the order they failed. With ErrorPolicy::fail_fast (see
+  /// WorkerOrchestrator::last_report) the first is the error run() threw; others failed while the chunks
+  /// in flight were accounted for.
+  std::vector<FailedChunk> failures;
+  /// Chunks that have neither a result nor a failure because the run stopped early (fail fast,
+  /// cancellation): never dispatched, waiting for a retry, or stopped in flight. So every chunk of a run is
+  /// delivered, in `failures` or counted here; 0 for a run that returned.
+  std::size_t unfinished = 0;
   std::vector<CpuSample> cpu;             ///< when monitor_cpu_usage was on
 
   /// CPU samples as CSV with the header `time_ms,core_0,core_1,...` (pandas reads it as it is).

@@ -22,12 +22,14 @@ template <Element T>
 class SharedArray {
  public:
   /// Creates a zero-filled array of the given shape in a new segment.
-  /// Throws InvalidArgument for an empty shape product or an overflowing one.
+  ///
+  /// A shape with a zero extent ({0}, {0, 3}) gives an empty array: it still has a segment, of one
+  /// element's bytes (a mapping cannot be empty), so that its name, metadata and descriptor work like any
+  /// other array's; its workers get zero chunks. Throws InvalidArgument for an overflowing shape.
   static SharedArray create(std::vector<std::size_t> shape, SegmentOptions options = {}) {
     ArrayMeta meta{{}, dtype_of<T>(), std::move(shape), 0};
     const std::size_t bytes = meta.nbytes();
-    if (bytes == 0) throw InvalidArgument("SharedArray::create: the shape has no elements (size 0)");
-    SharedMemory segment = SharedMemory::create(bytes, options);
+    SharedMemory segment = SharedMemory::create(bytes != 0 ? bytes : sizeof(T), options);
     meta.shm_name = segment.name();
     return SharedArray(std::move(segment), std::move(meta));
   }

@@ -69,11 +69,17 @@ class WorkerOrchestrator {
   /// run() on an io_context of its own, returning when the run is over.
   RunReport run_blocking();
 
+  /// The report of the last run, also of one that threw ChunkError or RunCancelled: its chunk records,
+  /// its failures and its unfinished chunks up to the moment it stopped. Empty before the first run and
+  /// after a run refused before dispatch (InvalidArgument).
+  [[nodiscard]] const RunReport& last_report() const noexcept { return last_report_; }
+
  private:
   class Run;
   Executor& executor_;
   std::vector<WorkerBase*> workers_;
   OrchestratorOptions options_;
+  RunReport last_report_;
 };
 
 }  // namespace mpaio

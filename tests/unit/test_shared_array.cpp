@@ -55,10 +55,34 @@ TEST(SharedArray, CreateIsZeroFilledWithTheRequestedShape) {
   }
 }
 
-TEST(SharedArray, CreateRejectsAnEmptyOrOverflowingShape) {
-  EXPECT_THROW((void)SharedArray<std::int64_t>::create({0}), mpaio::InvalidArgument);
-  EXPECT_THROW((void)SharedArray<std::int64_t>::create({3, 0, 2}), mpaio::InvalidArgument);
+TEST(SharedArray, CreateRejectsAnOverflowingShape) {
   EXPECT_THROW((void)SharedArray<std::int64_t>::create({std::size_t{1} << 62}), mpaio::InvalidArgument);
+  EXPECT_THROW((void)SharedArray<std::int64_t>::create({std::size_t{1} << 40, std::size_t{1} << 40, 0}),
+               mpaio::InvalidArgument);
+}
+
+TEST(SharedArray, AZeroExtentGivesAnEmptyArrayWithASegmentOfItsOwn) {
+  using Shape = std::vector<std::size_t>;
+  for (const auto& shape : {Shape{0}, Shape{0, 3}, Shape{3, 0, 2}}) {
+    for (const mpaio::SegmentOptions options : {mpaio::SegmentOptions{}, kNamed}) {
+      auto a = SharedArray<std::int64_t>::create(shape, options);
+      EXPECT_EQ(a.size(), 0u);
+      EXPECT_EQ(std::vector<std::size_t>(a.shape().begin(), a.shape().end()), shape);
+      EXPECT_EQ(a.begin(), a.end());
+      EXPECT_NE(a.data(), nullptr) << "an empty array still has a mapping";
+      EXPECT_GE(a.segment().size(), sizeof(std::int64_t));
+      EXPECT_TRUE(a.view().empty());
+      EXPECT_TRUE(a.view().slice({0, 0}).empty());
+      EXPECT_THROW((void)a.view().slice({0, 1}), mpaio::InvalidArgument);
+      // Its metadata attaches like any other array's, here and (named) through JSON.
+      auto again = SharedArray<std::int64_t>::attach(ArrayMeta::from_json(a.meta().to_json()));
+      EXPECT_EQ(again.size(), 0u);
+      EXPECT_EQ(again.meta(), a.meta());
+    }
+  }
+  auto none = SharedArray<double>::from(std::vector<double>{});
+  EXPECT_EQ(none.size(), 0u);
+  EXPECT_EQ(none.shape()[0], 0u);
 }
 
 TEST(SharedArray, FromCopiesTheValues) {
