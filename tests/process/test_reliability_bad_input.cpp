@@ -1,12 +1,15 @@
 // Reliability: bad input is refused before anything is dispatched (no chunk starts, no worker changes):
 // pools of 0 workers, chunk size 0, an unknown segment name, an element type or shape that does not match
-// the segment. An oversize result fails only its own chunk, with its size in the message. An empty array
-// completes at once with zero chunks.
+// the segment. An oversize result fails only its own chunk, with its size in the message. An empty array,
+// made the usual way (SharedArray::create with a zero extent), completes at once with zero chunks, on every
+// executor, also beside an array that has chunks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
+#include "support/engine.hpp"
 #include "support/reliability.hpp"
 
 namespace {
@@ -142,29 +145,62 @@ TEST_F(reliability_BadInput, OversizeResultFailsOnlyItsChunkWithTheSizeInTheMess
   expect_healthy_run(pool, ints, 100);
 }
 
-TEST_F(reliability_BadInput, AnEmptyArrayCompletesAtOnceWithZeroChunks) {
-  Board board(100);
-  ProcessPoolExecutor pool{{.workers = 2}};
-  auto ints = iota_array(1000, {.kind = mpaio::SegmentKind::named});
-  const std::vector<pid_t> before = worker_pids(pool);
-  ArrayMeta empty = ints.meta();
-  empty.shape = {0};
-  for (const bool partitions : {false, true}) {
-    SumWorker sums{partitions ? DataIterator::partitions(empty, 4) : DataIterator::chunks(empty, 100)};
-    EXPECT_EQ(sums.chunks().size(), 0U);
-    WorkerOrchestrator orchestrator{pool, {&sums}};
-    const std::int64_t start = now_ns();
-    const RunOutcome out = run_outcome(orchestrator);
-    const double ms = ms_between(start, out.end_ns);
-    record_timing(std::string("empty array run (") + (partitions ? "partitions" : "chunks") + ")", ms);
-    ASSERT_FALSE(out.error) << out.what();
-    EXPECT_TRUE(out.report->chunks.empty());
-    EXPECT_TRUE(out.report->failures.empty());
-    EXPECT_EQ(sums.deliveries, 0U);
-    EXPECT_LT(ms, 1000.0) << "an empty run should complete at once";
+/// The empty-array runs, on each executor.
+class reliability_EmptyArray : public ReliabilityTest, public ::testing::WithParamInterface<ExecutorKind> {};
+
+TEST_P(reliability_EmptyArray, MadeBySharedArrayCreateCompletesAtOnceWithZeroChunks) {
+  Board board(100);  // before the pool: its workers inherit the board's name
+  const auto executor = make_executor(GetParam(), 2);
+  const auto* pool = dynamic_cast<const ProcessPoolExecutor*>(executor.get());
+  const std::vector<pid_t> before = pool != nullptr ? worker_pids(*pool) : std::vector<pid_t>{};
+  double slowest = 0;
+  for (const auto& shape : {std::vector<std::size_t>{0}, std::vector<std::size_t>{0, 3}}) {
+    for (const auto kind : {mpaio::SegmentKind::anonymous, mpaio::SegmentKind::named}) {
+      auto empty = mpaio::SharedArray<std::int64_t>::create(shape, {.kind = kind});
+      ASSERT_EQ(empty.size(), 0U);
+      const DataIterator splits[] = {DataIterator::chunks(empty.meta(), 100), DataIterator::partitions(empty.meta(), 4),
+                                     DataIterator::rows(empty.meta(), 2)};
+      for (const DataIterator& split : splits) {
+        SumWorker sums{split};
+        EXPECT_EQ(sums.chunks().size(), 0U);
+        WorkerOrchestrator orchestrator{*executor, {&sums}};
+        const std::int64_t start = now_ns();
+        const RunOutcome out = run_outcome(orchestrator);
+        const double ms = ms_between(start, out.end_ns);
+        slowest = std::max(slowest, ms);
+        ASSERT_FALSE(out.error) << out.what();
+        EXPECT_TRUE(out.report->chunks.empty());
+        EXPECT_TRUE(out.report->failures.empty());
+        EXPECT_EQ(out.report->unfinished, 0U);
+        EXPECT_EQ(sums.deliveries, 0U);
+        EXPECT_LT(ms, 1000.0) << "an empty run should complete at once";
+      }
+    }
   }
+  record_timing(std::string("slowest empty array run (") + kind_name(GetParam()) + ")", slowest);
   EXPECT_EQ(board.get(Cell::started), 0);
-  EXPECT_EQ(worker_pids(pool), before);
+
+  // Beside an array that has chunks, in one run: the empty array is bound to the workers like any other,
+  // and gets no chunk.
+  auto ints = iota_array(1000);
+  auto empty = mpaio::SharedArray<std::int64_t>::create({0, 3});
+  SumWorker none{DataIterator::rows(empty.meta(), 1)};
+  SumWorker some{DataIterator::chunks(ints.meta(), 100)};
+  WorkerOrchestrator orchestrator{*executor, {&none, &some}};
+  const RunOutcome out = run_outcome(orchestrator);
+  ASSERT_FALSE(out.error) << out.what();
+  expect_sums(some);
+  EXPECT_EQ(none.deliveries, 0U);
+  EXPECT_EQ(out.report->chunks.size(), some.chunks().size());
+  for (const auto& c : out.report->chunks) EXPECT_EQ(c.worker, 1U) << "a chunk of the empty array ran";
+  EXPECT_EQ(board.get(Cell::started), static_cast<std::int64_t>(some.chunks().size()));
+  if (pool != nullptr) {
+    EXPECT_EQ(worker_pids(*pool), before) << "a worker was replaced";
+  }
 }
+
+INSTANTIATE_TEST_SUITE_P(Executors, reliability_EmptyArray,
+                         ::testing::Values(ExecutorKind::inline_, ExecutorKind::thread, ExecutorKind::process),
+                         [](const auto& info) { return std::string(kind_name(info.param)); });
 
 }  // namespace

@@ -68,19 +68,13 @@ TEST_P(reliability_Cancellation, ThroughACancellationSignalGivesRunCancelledWith
                  }));
   // On the loop: once every worker runs a chunk, cancel.
   asio::steady_timer poll(io);
-  std::function<void()> check = [&] {
-    if (completed) return;
-    if (board.get(Cell::running) == static_cast<std::int64_t>(workers)) {
-      cancel_ns = now_ns();
-      cancel.emit(asio::cancellation_type::terminal);
-      return;
-    }
-    poll.expires_after(1ms);
-    poll.async_wait([&](const std::error_code& ec) {
-      if (!ec) check();
-    });
-  };
-  check();
+  poll_on_loop(poll, [&] {
+    if (completed) return true;
+    if (board.get(Cell::running) != static_cast<std::int64_t>(workers)) return false;
+    cancel_ns = now_ns();
+    cancel.emit(asio::cancellation_type::terminal);
+    return true;
+  });
   io.run();
 
   ASSERT_TRUE(completed);
@@ -104,6 +98,9 @@ TEST_P(reliability_Cancellation, ThroughACancellationSignalGivesRunCancelledWith
   const auto left = wait_gone(stopped, 0ms);
   EXPECT_TRUE(left.empty()) << "still running: " << describe_pids(left);
   EXPECT_EQ(sums.deliveries, 0U);
+  // Every chunk is unfinished: the ones stopped in flight and the ones never dispatched.
+  (void)expect_accounted(sums, orchestrator.last_report());
+  EXPECT_EQ(orchestrator.last_report().unfinished, sums.chunks().size());
 
   board.reset();
   expect_healthy_run(pool, ints, kChunk);

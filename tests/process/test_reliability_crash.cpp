@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <optional>
 #include <ostream>
 #include <set>
 #include <cstdio>
@@ -156,6 +157,10 @@ TEST_P(reliability_WorkerDeath, FailFastReportsWorkerCrashedWithinOneSecondAndRe
   EXPECT_EQ(crashed->pid(), dead);
   EXPECT_NE(std::find(before.begin(), before.end(), dead), before.end()) << "the chunk ran in one of the pool's workers";
 
+  // The report of the failed run accounts for every chunk: delivered, the crashed one, or never run.
+  const std::set<std::size_t> failed = expect_accounted(sums, orchestrator.last_report());
+  EXPECT_EQ(failed, std::set<std::size_t>{kTarget});
+
   // The dead worker is gone and its slot has a new, live process.
   expect_worker_replaced(pool, before, crashed->slot(), dead);
 
@@ -188,6 +193,18 @@ TEST_P(reliability_WorkerDeath, CollectModeKeepsEveryOtherResultAndListsExactlyT
     failed_chunks.insert(index);
     EXPECT_EQ(f.worker, 0U);
     EXPECT_EQ(f.range, sums.chunks()[index]);
+    // Like a fail-fast error: the worker type, the chunk, the slot and pid of the worker that died, the cause.
+    const pid_t dead = board.pid_of(index);
+    std::optional<std::uint32_t> slot;
+    try {
+      std::rethrow_exception(f.error);
+    } catch (const mpaio::ChunkError& e) {
+      EXPECT_EQ(e.pid(), dead) << f.message;
+      EXPECT_LT(e.slot(), pool.concurrency()) << f.message;
+      slot = e.slot();
+    } catch (...) {  // expect_failure_is below says what it is instead
+    }
+    expect_names_chunk(f.message, sums, f.range, dead, slot);
     EXPECT_NE(f.message.find(cause_text(param.death)), std::string::npos) << f.message;
     expect_failure_is<mpaio::WorkerCrashed>(f);
   }

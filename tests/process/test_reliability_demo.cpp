@@ -1,8 +1,10 @@
-// Reliability: Ctrl-C. SIGINT to the demo (examples/example_runner) while its workers are busy, and while
-// they are idle (the demo is still filling its array, before the run): it exits within 2 s with status
-// 130 and exactly one line "example_runner: interrupted" on stderr, leaving no process (its fork server and
-// workers are gone; this test is their subreaper, so a leaked one would become its child) and no
-// /dev/shm/mpaio-* entry. Workers ignore SIGINT themselves (a Ctrl-C reaches the whole process group).
+// Reliability: Ctrl-C. SIGINT to the demo (examples/example_runner), which runs in a process group of its
+// own as a shell's foreground job does, while its workers are busy, and while they are idle (the demo is
+// still filling its array, before the run): sent to the whole group, as a terminal's Ctrl-C is, and (idle)
+// to the demo alone, as `kill -INT` does. It exits within 2 s with status 130 and exactly one line
+// "example_runner: interrupted" on stderr, leaving no process (its fork server and workers are gone; this
+// test is their subreaper, so a leaked one would become its child) and no /dev/shm/mpaio-* entry. Workers
+// ignore SIGINT themselves (a Ctrl-C reaches the whole process group).
 //
 // The demo's path comes from CMake (MPAIO_EXAMPLE_RUNNER, see tests/CMakeLists.txt); without the examples
 // the demo tests are skipped.
@@ -225,11 +227,22 @@ TEST_F(reliability_DemoInterrupt, CtrlCWhileTheWorkersAreBusyExits130Within2sAnd
   FAIL() << "every run ended before it could be interrupted";
 }
 
-TEST_F(reliability_DemoInterrupt, SigintWhileTheWorkersAreIdleDuringSetUpExits130Within2sAndLeavesNothing) {
+/// Where the idle test sends SIGINT.
+struct SigintTarget : NamedCase {
+  bool group;  ///< the demo's process group (a terminal's Ctrl-C), or the demo alone
+};
+
+class reliability_DemoInterruptIdle : public reliability_DemoInterrupt,
+                                      public ::testing::WithParamInterface<SigintTarget> {};
+
+TEST_P(reliability_DemoInterruptIdle, SigintWhileTheWorkersAreIdleDuringSetUpExits130Within2sAndLeavesNothing) {
   // Idle: both workers exist (the pool is built first) and the demo has its handler: it is creating or
   // filling its array, before the run; the workers have not run anything.
+  const SigintTarget target = GetParam();
   long worker_ticks = -1;
-  const Attempt attempt = interrupt_when("workers idle during set-up, SIGINT to the demo", kIdleSize, false,
+  const std::string label = std::string("workers idle during set-up, SIGINT to the ") +
+                            (target.group ? "process group" : "demo");
+  const Attempt attempt = interrupt_when(label, kIdleSize, target.group,
                                          [&](pid_t, const std::vector<pid_t>& workers) {
                                            worker_ticks = 0;
                                            for (pid_t w : workers) {
@@ -240,6 +253,10 @@ TEST_F(reliability_DemoInterrupt, SigintWhileTheWorkersAreIdleDuringSetUpExits13
   EXPECT_EQ(attempt, Attempt::interrupted) << "the demo ran to the end before the interrupt";
   EXPECT_LE(worker_ticks, 1) << "the workers were not idle when the demo was interrupted";
 }
+
+INSTANTIATE_TEST_SUITE_P(Targets, reliability_DemoInterruptIdle,
+                         ::testing::Values(SigintTarget{{"ProcessGroup"}, true}, SigintTarget{{"DemoOnly"}, false}),
+                         case_name<SigintTarget>);
 
 /// Workers and the fork server ignore SIGINT: the caller decides what Ctrl-C means.
 class reliability_WorkerSigint : public ReliabilityTest {};

@@ -45,7 +45,7 @@ class BusyThreads {
     threads_.emplace_back([this] {
       while (!stop_.load(std::memory_order_relaxed)) {
         std::lock_guard lock(mutex_);
-        ++mutex_loops;
+        ++mutex_loops_;
       }
     });
   }
@@ -54,11 +54,16 @@ class BusyThreads {
     for (auto& t : threads_) t.join();
   }
   std::atomic<std::uint64_t> malloc_loops{0};
-  std::uint64_t mutex_loops = 0;  // under mutex_
+  /// Rounds of the mutex thread so far.
+  std::uint64_t mutex_loops() {
+    std::lock_guard lock(mutex_);
+    return mutex_loops_;
+  }
 
  private:
   std::atomic<bool> stop_{false};
   std::mutex mutex_;
+  std::uint64_t mutex_loops_ = 0;  // under mutex_
   std::vector<std::thread> threads_;
 };
 
@@ -72,6 +77,11 @@ TEST_F(reliability_Replacements, AThousandSigkilledWorkersAreReplacedWithoutDead
   constexpr std::size_t kChunk = 1000;
   const std::int64_t start = now_ns();
   BusyThreads busy;
+  // The pools are created by a program whose threads are already looping.
+  ASSERT_TRUE(poll_until([&] { return busy.malloc_loops.load() > 0 && busy.mutex_loops() > 0; }, 10'000ms))
+      << "the busy threads never ran";
+  const std::uint64_t malloc_loops_at_start = busy.malloc_loops.load();
+  const std::uint64_t mutex_loops_at_start = busy.mutex_loops();
   std::size_t replacements = 0;
   for (int round = 0; round < kPools; ++round) {
     Board board(kChunk);
@@ -110,7 +120,9 @@ TEST_F(reliability_Replacements, AThousandSigkilledWorkersAreReplacedWithoutDead
   const double ms = ms_between(start, now_ns());
   record_timing(std::to_string(replacements) + " worker replacements with 2 busy threads", ms);
   EXPECT_EQ(replacements, 1000U);
-  EXPECT_GT(busy.malloc_loops.load(), 0U);
+  // Both threads kept going all along (neither was stuck in a lock the forks left held).
+  EXPECT_GT(busy.malloc_loops.load(), malloc_loops_at_start);
+  EXPECT_GT(busy.mutex_loops(), mutex_loops_at_start);
 }
 
 }  // namespace

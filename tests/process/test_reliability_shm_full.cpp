@@ -2,8 +2,10 @@
 // unshare(CLONE_NEWNS), mounts made private, a 1 MiB tmpfs mounted on /dev/shm), creating an 8 MiB named
 // segment throws OutOfSharedMemory naming the bytes requested and available; so does SharedArray::create;
 // no SIGBUS ever (the child exits normally), and a segment that fits is fully writable at once (its pages
-// were reserved at creation). Where the mount is not permitted, the test falls back to requesting more than
-// statvfs("/dev/shm") reports available.
+// were reserved at creation). Where the mount is not permitted, the test falls back to the real /dev/shm:
+// requests larger than its whole size (which tmpfs refuses before it allocates anything, so that nothing
+// else on the machine sees it full) fail the same way, with the same message, and a segment that fits is
+// written and read back, in a child that must exit normally (no SIGBUS).
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/statvfs.h>
@@ -15,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "support/child_process.hpp"
@@ -35,24 +38,34 @@ std::uint64_t shm_available() {
   return static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
 }
 
-/// In the child: expects OutOfSharedMemory from `create` for `requested` bytes; returns 0 when all is
-/// well, else prints why and returns `code`.
+std::uint64_t shm_total() {
+  struct statvfs st {};
+  if (::statvfs("/dev/shm", &st) != 0) return 0;
+  return static_cast<std::uint64_t>(st.f_blocks) * st.f_frsize;
+}
+
+/// In the child: expects OutOfSharedMemory from `create` for `requested` bytes, with `available` bytes
+/// available (on a /dev/shm others use too, where that figure moves: any figure below the request), both
+/// named in the message; returns 0 when all is well, else prints why and returns `code`.
 template <class Create>
-int expect_out_of_shm(const char* what, Create create, std::uint64_t requested, std::uint64_t available, int code) {
+int expect_out_of_shm(const char* what, Create create, std::uint64_t requested, std::optional<std::uint64_t> available,
+                      int code) {
   try {
     create();
     std::fprintf(stderr, "%s: no exception\n", what);
     return code;
   } catch (const mpaio::OutOfSharedMemory& e) {
     const std::string msg = e.what();
-    bool ok = e.requested() == requested && e.available() == available &&
-              msg.find(std::to_string(requested)) != std::string::npos &&
-              msg.find(std::to_string(available)) != std::string::npos && e.code().value() == ENOSPC;
+    const bool available_ok = available ? e.available() == *available : e.available() < requested;
+    bool ok = e.requested() == requested && available_ok &&
+              msg.find("requested " + std::to_string(requested) + " bytes") != std::string::npos &&
+              msg.find(std::to_string(e.available()) + " available") != std::string::npos &&
+              e.code().value() == ENOSPC;
     if (!ok) {
-      std::fprintf(stderr, "%s: requested %llu (want %llu), available %llu (want %llu), errno %d, message: %s\n", what,
+      std::fprintf(stderr, "%s: requested %llu (want %llu), available %llu (want %s), errno %d, message: %s\n", what,
                    static_cast<unsigned long long>(e.requested()), static_cast<unsigned long long>(requested),
-                   static_cast<unsigned long long>(e.available()), static_cast<unsigned long long>(available),
-                   e.code().value(), msg.c_str());
+                   static_cast<unsigned long long>(e.available()),
+                   available ? std::to_string(*available).c_str() : "below the request", e.code().value(), msg.c_str());
       return code;
     }
     std::printf("[message] %s\n", msg.c_str());
@@ -123,23 +136,44 @@ TEST_F(reliability_ShmFull, ASmallTmpfsOnDevShmGivesOutOfSharedMemoryNeverSigbus
       },
       30s);
   if (result.exited_with(kCannotMount)) {
-    // No mount namespace here: the next best thing, on the real /dev/shm (posix_fallocate on tmpfs checks
-    // the size limit before it allocates anything).
-    std::printf("[note] unshare/mount not permitted: falling back to a request larger than /dev/shm\n");
+    std::printf("[note] unshare/mount not permitted: falling back to requests larger than /dev/shm\n");
     const auto fallback = mpaio_test::run_in_child(
         [] {
-          const std::uint64_t available = shm_available();
-          const std::uint64_t requested = available + 64 * kMiB;
-          // The exact figure is racy on a shared /dev/shm: only check that the available one is below the request.
-          try {
-            (void)mpaio::SharedMemory::create(requested, {.kind = mpaio::SegmentKind::named});
-            return 20;
-          } catch (const mpaio::OutOfSharedMemory& e) {
-            return e.requested() == requested && e.available() < requested ? 0 : 21;
+          // Larger than the whole of /dev/shm: posix_fallocate on tmpfs refuses it before allocating anything.
+          const std::uint64_t requested = (shm_total() + 64 * kMiB) / 8 * 8;
+          if (int rc = expect_out_of_shm(
+                  "SharedMemory::create",
+                  [&] { (void)mpaio::SharedMemory::create(requested, {.kind = mpaio::SegmentKind::named}); },
+                  requested, std::nullopt, 21)) {
+            return rc;
           }
+          if (int rc = expect_out_of_shm(
+                  "SharedArray::create",
+                  [&] {
+                    (void)mpaio::SharedArray<std::int64_t>::create({requested / 8},
+                                                                   {.kind = mpaio::SegmentKind::named});
+                  },
+                  requested, std::nullopt, 22)) {
+            return rc;
+          }
+          if (!shm_entries_of(::getpid()).empty()) {
+            std::fprintf(stderr, "a failed creation left its name in /dev/shm\n");
+            return 23;
+          }
+          // What fits is reserved at creation and writable at once, before and after a refused request.
+          auto fits = mpaio::SharedArray<std::int64_t>::create({kMiB / 8}, {.kind = mpaio::SegmentKind::named});
+          for (auto& v : fits) v = 7;
+          if (int rc = expect_out_of_shm(
+                  "SharedMemory::create beside a reserved one",
+                  [&] { (void)mpaio::SharedMemory::create(requested, {.kind = mpaio::SegmentKind::named}); },
+                  requested, std::nullopt, 24)) {
+            return rc;
+          }
+          for (auto& v : fits) v += 1;
+          return fits[0] == 8 && fits[fits.size() - 1] == 8 ? 0 : 25;
         },
         60s);
-    EXPECT_TRUE(fallback.exited_with(0)) << fallback.describe();
+    EXPECT_TRUE(fallback.exited_with(0)) << "the child " << fallback.describe() << " (a SIGBUS would be signal 7)";
     return;
   }
   EXPECT_TRUE(result.exited_with(0)) << "the child " << result.describe() << " (a SIGBUS would be signal 7)";

@@ -1,7 +1,10 @@
 // Reliability: a chunk that never finishes. With chunk_timeout T and timeout_grace G it is reported as
-// ChunkTimeout within T + G + 0.5 s of its start; its worker got SIGTERM, or SIGKILL after the grace when
-// it ignores SIGTERM; the worker is replaced and the pool runs correctly afterwards. chunk_timeout needs an
-// executor that can stop a chunk: with the inline and thread executors it is an InvalidArgument.
+// ChunkTimeout within T + G + 0.5 s of its start, and not before T; its worker gets SIGTERM first, no
+// earlier than T (the chunk's SIGTERM handler notes the time on the board), and dies of it, or, when it
+// ignores SIGTERM, of SIGKILL no earlier than T + G (a thread of the test sees the process end through its
+// pidfd); the worker is replaced and the pool runs correctly afterwards. T and G differ, so that a message
+// naming "300 ms" names the timeout. chunk_timeout needs an executor that can stop a chunk: with the inline
+// and thread executors it is an InvalidArgument.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -24,12 +27,32 @@ using mpaio::WorkerOrchestrator;
 constexpr std::size_t kSize = 40'000;
 constexpr std::size_t kChunk = 10'000;  // 4 chunks
 constexpr auto kTimeout = 300ms;
-constexpr auto kGrace = 300ms;
+constexpr auto kGrace = 500ms;
 
 struct HangCase : NamedCase {
   std::int64_t action;
   const char* signal_text;  ///< how the worker must have died
+  bool ignores_sigterm;     ///< so only SIGKILL, after the grace, ends it
 };
+
+std::int64_t ns(std::chrono::milliseconds ms) { return std::chrono::nanoseconds(ms).count(); }
+
+/// Expects the worker of a hung chunk that started at `started` to have got SIGTERM first, no earlier than
+/// the timeout, and to have died of it, or (when it ignores SIGTERM) only after the grace as well.
+void expect_sigterm_then_sigkill(const HangCase& param, Board& board, std::int64_t started, std::int64_t died) {
+  const std::int64_t term = board.get(Cell::sigterm_ns);
+  ASSERT_GT(term, 0) << "the worker never received SIGTERM";
+  ASSERT_GT(died, 0) << "the worker's end was not seen";
+  record_timing(std::string("SIGTERM after the chunk started (") + param.name + ")", ms_between(started, term));
+  record_timing(std::string("worker gone after the chunk started (") + param.name + ")", ms_between(started, died));
+  EXPECT_GE(term - started, ns(kTimeout)) << "SIGTERM before the chunk timeout";
+  EXPECT_GT(died, term) << "the worker was gone before its SIGTERM";
+  if (param.ignores_sigterm) {
+    EXPECT_GE(died - started, ns(kTimeout + kGrace)) << "SIGKILL before the end of the grace period";
+  } else {
+    EXPECT_LT(died - started, ns(kTimeout + kGrace)) << "a worker that does not ignore SIGTERM dies of it";
+  }
+}
 
 class reliability_HungChunk : public ReliabilityTest, public ::testing::WithParamInterface<HangCase> {};
 
@@ -42,6 +65,7 @@ TEST_P(reliability_HungChunk, IsAChunkTimeoutWithinTimeoutPlusGracePlusHalfASeco
   board.set_action(kTarget, param.action);
   SumWorker sums{DataIterator::chunks(ints.meta(), kChunk)};
   WorkerOrchestrator orchestrator{pool, {&sums}, {.chunk_timeout = kTimeout, .timeout_grace = kGrace}};
+  DeathWatcher deaths(before);
   const RunOutcome out = run_outcome(orchestrator);
 
   const auto* timeout = out.error_as<mpaio::ChunkTimeout>();
@@ -53,12 +77,16 @@ TEST_P(reliability_HungChunk, IsAChunkTimeoutWithinTimeoutPlusGracePlusHalfASeco
   const double bound = std::chrono::duration<double, std::milli>(kTimeout + kGrace + 500ms).count();
   EXPECT_LT(ms, bound)
       << "ChunkTimeout must come within T + G + 0.5 s of the chunk's start";
+  EXPECT_GE(out.end_ns - started, ns(param.ignores_sigterm ? kTimeout + kGrace : kTimeout))
+      << "ChunkTimeout before the worker could have been stopped";
+  const pid_t hung = board.pid_of(kTarget);
+  ASSERT_TRUE(poll_until([&] { return deaths.seen_ns(hung) != 0; }, 2000ms)) << "worker " << hung << " did not end";
+  expect_sigterm_then_sigkill(param, board, started, deaths.seen_ns(hung));
 
   const std::string what = timeout->what();
   std::printf("[message] %s\n", what.c_str());
-  const pid_t hung = board.pid_of(kTarget);
   EXPECT_NE(what.find(param.signal_text), std::string::npos) << what;
-  EXPECT_NE(what.find("300 ms"), std::string::npos) << what;
+  EXPECT_NE(what.find("timeout of 300 ms"), std::string::npos) << what;
   expect_names_chunk(what, sums, sums.chunks()[kTarget], hung);
   EXPECT_EQ(timeout->range(), sums.chunks()[kTarget]);
   EXPECT_EQ(timeout->pid(), hung);
@@ -78,8 +106,12 @@ TEST_P(reliability_HungChunk, CollectModeFinishesEveryOtherChunk) {
   SumWorker sums{DataIterator::chunks(ints.meta(), kChunk)};
   WorkerOrchestrator orchestrator{
       pool, {&sums}, {.on_error = ErrorPolicy::collect, .chunk_timeout = kTimeout, .timeout_grace = kGrace}};
+  DeathWatcher deaths(worker_pids(pool));
   const RunOutcome out = run_outcome(orchestrator);
   ASSERT_FALSE(out.error) << out.what();
+  const pid_t hung = board.pid_of(1);
+  ASSERT_TRUE(poll_until([&] { return deaths.seen_ns(hung) != 0; }, 2000ms)) << "worker " << hung << " did not end";
+  expect_sigterm_then_sigkill(param, board, board.start_ns_of(1), deaths.seen_ns(hung));
   expect_sums(sums, {1});
   ASSERT_EQ(out.report->failures.size(), 1U);
   EXPECT_EQ(out.report->failures[0].range, sums.chunks()[1]);
@@ -90,8 +122,9 @@ TEST_P(reliability_HungChunk, CollectModeFinishesEveryOtherChunk) {
 
 INSTANTIATE_TEST_SUITE_P(
     Hangs, reliability_HungChunk,
-    ::testing::Values(HangCase{{"StoppedBySigterm"}, Action::hang, "killed by signal 15"},
-                      HangCase{{"IgnoresSigtermKilledAfterGrace"}, Action::hang_ignore_term, "killed by signal 9"}),
+    ::testing::Values(
+        HangCase{{"StoppedBySigterm"}, Action::hang, "killed by signal 15", false},
+        HangCase{{"IgnoresSigtermKilledAfterGrace"}, Action::hang_ignore_term, "killed by signal 9", true}),
     case_name<HangCase>);
 
 class reliability_TimeoutOption : public ReliabilityTest {};

@@ -1,6 +1,7 @@
 #pragma once
 // Test helpers: processes as /proc shows them (state, parent, name, signals, children, descendants,
-// mappings), waiting for processes to end, reaping adopted orphans, and the /dev/shm entries a process made.
+// mappings, open descriptors), waiting for processes to end, reaping adopted orphans, and the /dev/shm
+// entries a process made.
 // (The Watchdog has its own async-signal-safe reader of /proc: support/watchdog.hpp.)
 
 #include <dirent.h>
@@ -15,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -172,6 +174,27 @@ inline bool reaped_soon(pid_t pid) {
         return rc < 0 && errno == ECHILD && process_state(pid) == '\0';     // gone (reaped elsewhere)
       },
       std::chrono::seconds(10), std::chrono::milliseconds(1));
+}
+
+/// The open descriptors of `pid`, fd number -> what it refers to (/proc/<pid>/fd); empty when it is gone.
+inline std::map<int, std::string> open_fds_of(pid_t pid) {
+  std::map<int, std::string> out;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    std::error_code link_ec;
+    const std::string target = std::filesystem::read_symlink(entry.path(), link_ec).string();
+    if (target == dir) continue;  // the descriptor of this very listing, when `pid` is us
+    out[std::atoi(entry.path().filename().c_str())] = target;
+  }
+  return out;
+}
+
+/// Describes descriptors for a failure message: "3 -> socket:[123], 4 -> anon_inode:[pidfd]".
+inline std::string describe_fds(const std::map<int, std::string>& fds) {
+  std::string out;
+  for (const auto& [fd, target] : fds) out += (out.empty() ? "" : ", ") + std::to_string(fd) + " -> " + target;
+  return out.empty() ? "none" : out;
 }
 
 /// How many distinct mpaio segments (files named mpaio-..., in /dev/shm or memfd) `pid` has mapped.

@@ -7,10 +7,14 @@
 //   processes (compute, wait, crash in a chosen way, throw, hang...) and where the workers write back what
 //   they did (pid, start time, attempts). Its name reaches the workers through a global string set before
 //   the pool is created (workers are forked from the fork server, forked at pool construction, so they see
-//   the globals of that moment); a worker attaches it once, read-write, with SharedArray::attach.
+//   the globals of that moment); a worker attaches it once (a thread of a thread pool too), read-write, with
+//   SharedArray::attach.
 // - SumWorker: sums int64 chunks (of iota 1..N), following the board's script first.
-// - Checks shared by the tests: the sums of a run, a message naming its chunk, a worker replaced after it
-//   died, a failure's exception type.
+// - Checks shared by the tests: the sums of a run, every chunk of a run accounted for once (delivered,
+//   failed or unfinished), a message naming its chunk, a worker replaced after it died, a failure's
+//   exception type.
+// - Running: run_outcome (run_blocking), run_on_loop (an io_context of the test's, with an optional
+//   cancellation), and DeathWatcher, which notes when processes end.
 // The /proc helpers (processes, waiting for them to end, the subreaper) are in support/proc.hpp.
 //
 // The test suites are named reliability_<Theme>, so that `ctest -R reliability` selects them: ctest knows
@@ -18,27 +22,40 @@
 //
 // Timing figures are printed as "[timing] <what>: <ms> ms" lines and recorded as test properties.
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <algorithm>
+#include <functional>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <ostream>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
 
 #include "mpaio/mpaio.hpp"
 #include "support/poll.hpp"
@@ -111,8 +128,8 @@ enum Action : std::int64_t {
   throw_runtime = 7,    ///< throw std::runtime_error
   throw_custom = 8,     ///< throw a std::exception subclass
   throw_non_std = 9,    ///< throw something not derived from std::exception
-  hang = 10,            ///< never finish (sleeps until killed)
-  hang_ignore_term = 11,  ///< ignore SIGTERM, then never finish
+  hang = 10,            ///< never finish (sleeps until killed); notes SIGTERM (Cell::sigterm_ns), dies of it
+  hang_ignore_term = 11,  ///< never finish; SIGTERM is noted (Cell::sigterm_ns) and otherwise ignored
   /// Added to an action: do it on the chunk's first attempt only, compute on later attempts.
   first_attempt_only = 100,
 };
@@ -126,6 +143,7 @@ enum Cell : std::size_t {
   running = 4,     ///< chunk attempts running now
   death_ns = 5,    ///< when a chunk last killed its own worker (just before)
   malloc_bytes = 6,  ///< a chunk allocates and fills this many bytes before summing (exercises malloc)
+  sigterm_ns = 7,    ///< when a hung chunk's worker first received SIGTERM (from its signal handler)
   per_chunk = 64,  ///< then, per chunk: action, attempts, pid of the last attempt, start time of it
 };
 inline constexpr std::size_t kChunkCells = 4;
@@ -155,6 +173,8 @@ class Board {
   Board(const Board&) = delete;
   Board& operator=(const Board&) = delete;
 
+  /// The board's array (its segment is named: a process that dies with it leaves it in /dev/shm).
+  [[nodiscard]] const mpaio::ArrayMeta& meta() const noexcept { return cells_.meta(); }
   std::int64_t& cell(std::size_t i) noexcept { return cells_[i]; }
   std::int64_t get(std::size_t i) noexcept { return load(cells_[i]); }
   void set(std::size_t i, std::int64_t v) noexcept { store(cells_[i], v); }
@@ -194,11 +214,12 @@ class Board {
   std::int64_t chunk_size_;
 };
 
-/// The worker's side: the board's cells, attached once per process (nullptr when there is no board).
+/// The worker's side: the board's cells, attached once per process, or per thread of a thread pool (so
+/// that its threads need no lock; nullptr when there is no board).
 inline std::int64_t* worker_board() {
-  static pid_t attached_in = 0;
-  static std::string attached_json;
-  static std::optional<mpaio::SharedArray<std::int64_t>> board;
+  thread_local pid_t attached_in = 0;
+  thread_local std::string attached_json;
+  thread_local std::optional<mpaio::SharedArray<std::int64_t>> board;
   if (g_board_json.empty()) return nullptr;
   if (attached_in != ::getpid() || attached_json != g_board_json) {
     board.reset();
@@ -226,6 +247,25 @@ __attribute__((noinline, no_sanitize("address", "undefined"))) inline void write
   *reinterpret_cast<volatile int*>(zero) = 42;
 }
 
+/// The cell where the SIGTERM handlers of hung chunks note the time (set before they are installed).
+inline std::int64_t* g_sigterm_cell = nullptr;  // NOLINT
+
+/// Notes the first SIGTERM's arrival; async-signal-safe (clock_gettime and an atomic store).
+inline void note_sigterm() noexcept {
+  std::int64_t unset = 0;
+  if (g_sigterm_cell != nullptr) {
+    __atomic_compare_exchange_n(g_sigterm_cell, &unset, now_ns(), false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  }
+}
+/// `hang`: note SIGTERM, then die of it (it is blocked in its own handler, so it lands on return).
+inline void note_sigterm_and_die(int) noexcept {
+  note_sigterm();
+  ::signal(SIGTERM, SIG_DFL);
+  ::raise(SIGTERM);
+}
+/// `hang_ignore_term`: note SIGTERM and go on, so that only SIGKILL ends the worker.
+inline void note_sigterm_and_go_on(int) noexcept { note_sigterm(); }
+
 /// Sleeps until `cell` is non-zero or `limit` passes (then returns false).
 inline bool sleep_until_set(const std::int64_t& cell, std::chrono::seconds limit) {
   const std::int64_t deadline = now_ns() + std::chrono::nanoseconds(limit).count();
@@ -238,6 +278,9 @@ inline bool sleep_until_set(const std::int64_t& cell, std::chrono::seconds limit
 
 /// Runs in the worker before a chunk is summed: does what the board says for it.
 inline void follow_script(mpaio::Range chunk) {
+  // Before the board is attached: the start must not lag the pool's own start of the chunk, which is
+  // what its timeout counts from.
+  const std::int64_t entered = now_ns();
   std::int64_t* b = worker_board();
   if (b == nullptr) return;
   const std::int64_t size = load(b[Cell::chunk_size]);
@@ -246,7 +289,7 @@ inline void follow_script(mpaio::Range chunk) {
   std::int64_t action = load(c[0]);
   if (action == Action::use_default) action = load(b[Cell::default_action]);
   const std::int64_t attempt = fetch_add(c[1], 1);
-  store(c[3], now_ns());
+  store(c[3], entered);
   store(c[2], ::getpid());
   fetch_add(b[Cell::started], 1);
   fetch_add(b[Cell::running], 1);
@@ -274,8 +317,13 @@ inline void follow_script(mpaio::Range chunk) {
     case Action::throw_runtime: throw std::runtime_error("runtime failure in chunk " + std::to_string(index));
     case Action::throw_custom: throw CustomFailure();
     case Action::throw_non_std: throw NotStdError{};
-    case Action::hang_ignore_term: ::signal(SIGTERM, SIG_IGN); [[fallthrough]];
-    case Action::hang: {
+    case Action::hang:
+    case Action::hang_ignore_term: {
+      g_sigterm_cell = &b[Cell::sigterm_ns];
+      struct sigaction on_term {};
+      on_term.sa_handler = action == Action::hang ? note_sigterm_and_die : note_sigterm_and_go_on;
+      sigemptyset(&on_term.sa_mask);
+      ::sigaction(SIGTERM, &on_term, nullptr);
       static const std::int64_t never = 0;
       (void)sleep_until_set(never, std::chrono::seconds(60));
       throw std::runtime_error("hung chunk was not stopped within 60 s");
@@ -348,13 +396,18 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   return info.param.name;
 }
 
-/// Expects an error message to name the worker type, the chunk ("chunk [start, end)") and the worker's pid.
+/// Expects an error message to name the worker type, the chunk ("chunk [start, end)") and the worker's pid,
+/// and, when given, its slot ("worker <slot> (pid <pid>)").
 inline void expect_names_chunk(const std::string& what, const mpaio::WorkerBase& worker, mpaio::Range chunk,
-                               pid_t pid) {
+                               pid_t pid, std::optional<std::uint32_t> slot = std::nullopt) {
   EXPECT_NE(what.find(worker.type_name()), std::string::npos) << what;
   EXPECT_NE(what.find("chunk [" + std::to_string(chunk.start) + ", " + std::to_string(chunk.end) + ")"),
             std::string::npos) << what;
   EXPECT_NE(what.find("pid " + std::to_string(pid)), std::string::npos) << what;
+  if (slot) {
+    EXPECT_NE(what.find("worker " + std::to_string(*slot) + " (pid " + std::to_string(pid) + ")"), std::string::npos)
+        << what;
+  }
 }
 
 /// Expects the worker `dead`, which ran in `slot` (one of `workers_before`, the pool's workers before the
@@ -429,6 +482,153 @@ inline RunOutcome run_outcome(mpaio::WorkerOrchestrator& orchestrator) {
   }
   out.end_ns = now_ns();
   return out;
+}
+
+/// Polls `acted` on the timer's loop every millisecond, never blocking the loop, until it returns true
+/// (it has done what it waited to do, or there is nothing left to wait for).
+inline void poll_on_loop(asio::steady_timer& timer, std::function<bool()> acted) {
+  if (acted()) return;
+  timer.expires_after(std::chrono::milliseconds(1));
+  timer.async_wait([&timer, acted = std::move(acted)](const std::error_code& ec) mutable {
+    if (!ec) poll_on_loop(timer, std::move(acted));
+  });
+}
+
+/// Runs the orchestrator on an io_context of the test's; with `cancel_after`, cancels the run (terminal
+/// cancellation) once that has passed, unless it is over by then.
+inline RunOutcome run_on_loop(mpaio::WorkerOrchestrator& orchestrator,
+                              std::optional<std::chrono::microseconds> cancel_after = std::nullopt) {
+  asio::io_context io;
+  asio::cancellation_signal cancel;
+  asio::steady_timer timer(io);
+  RunOutcome out;
+  bool done = false;
+  asio::co_spawn(io, orchestrator.run(),
+                 asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, mpaio::RunReport report) {
+                   done = true;
+                   out.end_ns = now_ns();
+                   if (e) {
+                     out.error = e;
+                   } else {
+                     out.report = std::move(report);
+                   }
+                   timer.cancel();
+                 }));
+  if (cancel_after) {
+    timer.expires_after(*cancel_after);
+    timer.async_wait([&](const std::error_code& ec) {
+      if (!ec && !done) cancel.emit(asio::cancellation_type::terminal);
+    });
+  }
+  io.run();
+  return out;
+}
+
+/// Notes when each of a set of processes ends, from a thread that polls their pidfds: the time it saw the
+/// end, an upper bound on the death that is late only by the thread's wake-up. The pidfds are opened by
+/// the constructor, so a pid reused later is never mistaken for the process watched.
+class DeathWatcher {
+ public:
+  explicit DeathWatcher(const std::vector<pid_t>& pids) : count_(pids.size()), entries_(new Entry[pids.size()]) {
+    for (std::size_t i = 0; i < count_; ++i) {
+      entries_[i].pid = pids[i];
+      entries_[i].pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pids[i], 0));
+    }
+    stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
+    thread_ = std::thread([this] { watch(); });
+  }
+  ~DeathWatcher() {
+    ::eventfd_write(stop_fd_, 1);
+    thread_.join();
+    ::close(stop_fd_);
+    for (std::size_t i = 0; i < count_; ++i) {
+      if (entries_[i].pidfd >= 0) ::close(entries_[i].pidfd);
+    }
+  }
+  DeathWatcher(const DeathWatcher&) = delete;
+  DeathWatcher& operator=(const DeathWatcher&) = delete;
+
+  /// When the end of `pid` was seen (monotonic ns, like now_ns), or 0 when it was not (yet).
+  [[nodiscard]] std::int64_t seen_ns(pid_t pid) const {
+    for (std::size_t i = 0; i < count_; ++i) {
+      if (entries_[i].pid == pid) return entries_[i].seen_ns.load();
+    }
+    ADD_FAILURE() << "DeathWatcher: pid " << pid << " is not watched";
+    return 0;
+  }
+
+ private:
+  struct Entry {
+    pid_t pid = 0;
+    int pidfd = -1;
+    std::atomic<std::int64_t> seen_ns{0};
+  };
+
+  void watch() {
+    for (;;) {
+      std::vector<pollfd> fds{{stop_fd_, POLLIN, 0}};
+      std::vector<std::size_t> index;
+      for (std::size_t i = 0; i < count_; ++i) {
+        if (entries_[i].pidfd >= 0 && entries_[i].seen_ns.load() == 0) {
+          fds.push_back({entries_[i].pidfd, POLLIN, 0});
+          index.push_back(i);
+        }
+      }
+      if (::poll(fds.data(), fds.size(), -1) < 0) continue;  // EINTR
+      const std::int64_t now = now_ns();
+      for (std::size_t k = 1; k < fds.size(); ++k) {
+        if (fds[k].revents != 0) entries_[index[k - 1]].seen_ns.store(now);
+      }
+      if (fds[0].revents != 0) return;
+    }
+  }
+
+  std::size_t count_;
+  std::unique_ptr<Entry[]> entries_;
+  int stop_fd_ = -1;
+  std::thread thread_;
+};
+
+/// Expects a run of `worker` to account for each of its chunks exactly once, whatever the outcome:
+/// delivered to the callback (once, with the right sum), listed in `report.failures`, or counted in
+/// `report.unfinished`; the report's successful records are exactly the delivered chunks. Returns the
+/// indices of the failed chunks.
+inline std::set<std::size_t> expect_accounted(const SumWorker& worker, const mpaio::RunReport& report) {
+  const auto& chunks = worker.chunks();
+  std::map<std::size_t, std::size_t> index_of;  // chunk start -> index
+  for (std::size_t i = 0; i < chunks.size(); ++i) index_of[chunks[i].start] = i;
+  EXPECT_EQ(worker.deliveries, worker.sums.size()) << "a chunk was delivered more than once";
+  for (const auto& [start, sum] : worker.sums) {
+    const auto it = index_of.find(start);
+    if (it == index_of.end()) {
+      ADD_FAILURE() << "a result for a chunk at " << start << ", which is not a chunk of the run";
+      continue;
+    }
+    EXPECT_EQ(sum, expected_sum(chunks[it->second])) << "chunk " << chunks[it->second];
+  }
+  std::set<std::size_t> failed;
+  for (const auto& f : report.failures) {
+    const auto it = index_of.find(f.range.start);
+    if (it == index_of.end() || chunks[it->second] != f.range) {
+      ADD_FAILURE() << "a failure for " << f.range << ", which is not a chunk of the run";
+      continue;
+    }
+    EXPECT_TRUE(failed.insert(it->second).second) << "chunk " << f.range << " is listed as failed twice";
+    EXPECT_EQ(worker.sums.count(f.range.start), 0U) << "chunk " << f.range << " failed and was delivered";
+  }
+  std::map<std::size_t, std::size_t> ok_records;  // chunk start -> successful records
+  for (const auto& c : report.chunks) {
+    if (!c.failed) ++ok_records[c.range.start];
+  }
+  for (const auto& [start, n] : ok_records) {
+    EXPECT_EQ(n, 1U) << "chunk at " << start << ": " << n << " successful records";
+    EXPECT_EQ(worker.sums.count(start), 1U) << "chunk at " << start << " succeeded but was not delivered";
+  }
+  EXPECT_EQ(ok_records.size(), worker.sums.size()) << "a delivered chunk has no successful record";
+  EXPECT_EQ(worker.sums.size() + report.failures.size() + report.unfinished, chunks.size())
+      << worker.sums.size() << " delivered + " << report.failures.size() << " failed + " << report.unfinished
+      << " unfinished";
+  return failed;
 }
 
 /// The pids of every worker of the pool.
