@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -141,6 +142,7 @@ void BM_Pool_Stress8Processes(benchmark::State& state) {
   struct Report {
     double p50, p99, p999, max;
     std::uint64_t ops, failed_with_room, failed;
+    char first_failure[256];  // the message of the first failed allocation, to say why (one pipe write)
   };
   for (auto _ : state) {
     int fds[2];
@@ -168,7 +170,7 @@ void BM_Pool_Stress8Processes(benchmark::State& state) {
               }
               live.back()[0] = 1;
             } catch (const mpaio::PoolExhausted& e) {
-              ++r.failed;
+              if (r.failed++ == 0) std::snprintf(r.first_failure, sizeof r.first_failure, "%s", e.what());
               if (e.free_bytes() >= 2 * n) ++r.failed_with_room;
             }
             ++r.ops;
@@ -210,6 +212,7 @@ void BM_Pool_Stress8Processes(benchmark::State& state) {
       total.p99 = std::max(total.p99, r.p99);
       total.p999 = std::max(total.p999, r.p999);
       total.max = std::max(total.max, r.max);
+      if (r.failed != 0) std::fprintf(stderr, "stress: %s\n", r.first_failure);
     }
     ::close(fds[0]);
     const bool hung = reports != kProcesses;

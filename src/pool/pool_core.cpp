@@ -467,15 +467,11 @@ void PoolCore::adopt_segments() {
   known_segments_ = count;
 }
 
-void PoolCore::grow(std::uint64_t size) {
+bool PoolCore::grow(std::uint64_t size) {
   const std::uint64_t bytes = std::max<std::uint64_t>(h_->segment_size, segment_for(size));
   {
     Locked l(*this);
-    if (h_->segment_count >= h_->max_segments) {
-      throw PoolExhausted(fmt::format("SharedMemoryPool {}: cannot allocate {} bytes: {} of {} bytes free and all {} "
-                                      "segments in use", name(), size, free_bytes(), h_->bytes_total, h_->max_segments),
-                          size, free_bytes());
-    }
+    if (h_->segment_count >= h_->max_segments) return false;
   }
   // A segment another process creates must outlive it: it is created named, after the owner's pid (so that
   // remove_stale_segments() leaves it while the pool lives), so that anyone can open it until the owner
@@ -490,10 +486,7 @@ void PoolCore::grow(std::uint64_t size) {
   std::uint32_t index = 0;
   {
     Locked l(*this);
-    if (h_->segment_count >= h_->max_segments) {
-      throw PoolExhausted(fmt::format("SharedMemoryPool {}: all {} segments in use", name(), h_->max_segments), size,
-                          free_bytes());
-    }
+    if (h_->segment_count >= h_->max_segments) return false;  // another process took the last one
     const std::uint32_t d = new_desc();
     if (d == kNone) throw PoolExhausted(fmt::format("SharedMemoryPool {}: block table full", name()), size, free_bytes());
     index = h_->segment_count;
@@ -521,6 +514,7 @@ void PoolCore::grow(std::uint64_t size) {
   names_[index] = segment->name();
   bases_[index].store(segment->data(), std::memory_order_release);
   created_.push_back(std::move(segment));
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -780,6 +774,7 @@ PoolBlock PoolCore::allocate(std::size_t nbytes) {
   ensure_slot();
   if (owner_ && h_->segment_count != known_segments_) adopt_segments();
   const std::uint64_t size = round_up(std::max<std::uint64_t>(nbytes, 1), kAlign);
+  bool segments_full = false;
   for (int attempt = 0;; ++attempt) {
     PoolBlock out{};
     bool found = false;
@@ -801,8 +796,15 @@ PoolBlock PoolCore::allocate(std::size_t nbytes) {
     switch (attempt) {
       case 0: flush_quick(); break;       // cached small blocks back into TLSF (coalesced)
       case 1: reclaim_dead(); break;      // what dead processes held
-      case 2: case 3: grow(size); break;  // a new segment (twice: another process may take the first)
+      // A new segment, twice: another process may take the first. When the table is full, look again all
+      // the same: a process that grew it meanwhile, or freed blocks, may have made room.
+      case 2: case 3: segments_full = !grow(size); break;
       default:
+        if (segments_full) {
+          throw PoolExhausted(fmt::format("SharedMemoryPool {}: cannot allocate {} bytes: {} of {} bytes free and all "
+                                          "{} segments in use", name(), size, free_bytes(), h_->bytes_total,
+                                          h_->max_segments), size, free_bytes());
+        }
         throw PoolExhausted(fmt::format("SharedMemoryPool {}: cannot allocate {} bytes ({} bytes free)", name(), size,
                                         free_bytes()), size, free_bytes());
     }

@@ -97,7 +97,7 @@ class PoolCore {
   bool start_watcher();
   [[nodiscard]] bool watching() const noexcept;
   /// Owner: adds the first data segment (of segment_size bytes).
-  void add_first_segment() { grow(0); }
+  void add_first_segment() { (void)grow(0); }
   void check_invariants();
   PoolStats stats();
 
@@ -127,8 +127,9 @@ class PoolCore {
     return base != nullptr ? base : map_segment(segment);
   }
   std::byte* map_segment(std::uint32_t segment);
-  /// Adds a data segment of segment_size bytes, or larger if that is needed to serve a request of `size`.
-  void grow(std::uint64_t size);
+  /// Adds a data segment of segment_size bytes, or larger if that is needed to serve a request of `size`;
+  /// false when all max_segments are in use (the caller decides whether that is an error).
+  bool grow(std::uint64_t size);
   void adopt_segments();
   void flush_quick();
   [[nodiscard]] std::uint64_t free_bytes() const noexcept { return h_->bytes_total - h_->bytes_in_use; }
