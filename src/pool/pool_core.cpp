@@ -171,7 +171,7 @@ void PoolCore::set(T& field, T value) noexcept {
   std::atomic_signal_fence(std::memory_order_seq_cst);  // the entry before the length, the length before the field
   h_->journal_len = n + 1;
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  field = value;
+  __atomic_store_n(&field, value, __ATOMIC_RELAXED);  // some fields are read unlocked, as hints
 }
 
 void PoolCore::commit() noexcept {
@@ -292,7 +292,7 @@ PoolCore::PoolCore(SharedMemory control, bool owner) : control_(std::move(contro
   records_ = reinterpret_cast<RefRecord*>(control_.data() + h_->records_offset);
   if (owner_) {
     slot_ = 0;
-    epoch_ = pool_fork_epoch.load();
+    epoch_.store(pool_fork_epoch.load(), std::memory_order_release);
   }
   std::lock_guard lock(pools().mutex);
   pools().by_id[h_->pool_id] = this;
@@ -322,7 +322,9 @@ PoolCore::~PoolCore() {
 }
 
 void PoolCore::register_self() {
+  std::lock_guard registering(register_mutex_);
   const std::uint64_t epoch = pool_fork_epoch.load();
+  if (epoch_.load(std::memory_order_relaxed) == epoch) return;  // another thread of this process did it
   const pid_t pid = ::getpid();
   const std::uint64_t start = own_start_time("SharedMemoryPool: registering this process");
   {
@@ -339,7 +341,7 @@ void PoolCore::register_self() {
       const ProcessSlot& s = h_->processes[i];
       if (s.state == slot_live && s.pid == pid && s.start_time == start) {  // registered on our behalf
         slot_ = i;
-        epoch_ = epoch;
+        epoch_.store(epoch, std::memory_order_release);
         return;
       }
       if (s.state == slot_free && free_slot == kNone) free_slot = i;
@@ -350,7 +352,7 @@ void PoolCore::register_self() {
     }
     take_slot(free_slot, pid, start);
     slot_ = free_slot;
-    epoch_ = epoch;
+    epoch_.store(epoch, std::memory_order_release);
   }
   PoolWatcher::notify(h_->pool_id);  // the owner's watcher opens a pidfd for this process
 }
@@ -464,7 +466,7 @@ void PoolCore::adopt_segments() {
     }
     ::shm_unlink(held->name().c_str());  // reachable through /proc/<owner>/fd from now on
   }
-  known_segments_ = count;
+  known_segments_.store(count, std::memory_order_relaxed);
 }
 
 bool PoolCore::grow(std::uint64_t size) {
@@ -772,7 +774,7 @@ void PoolCore::map_or_undo(PoolBlock& out, Undo&& undo) {
 
 PoolBlock PoolCore::allocate(std::size_t nbytes) {
   ensure_slot();
-  if (owner_ && h_->segment_count != known_segments_) adopt_segments();
+  adopt_new_segments();
   const std::uint64_t size = round_up(std::max<std::uint64_t>(nbytes, 1), kAlign);
   bool segments_full = false;
   for (int attempt = 0;; ++attempt) {
@@ -813,7 +815,7 @@ PoolBlock PoolCore::allocate(std::size_t nbytes) {
 
 PoolBlock PoolCore::attach(const PoolArrayRef& ref) {
   ensure_slot();
-  if (owner_ && h_->segment_count != known_segments_) adopt_segments();
+  adopt_new_segments();
   if (ref.pool_id != h_->pool_id) {
     throw StalePoolReference(fmt::format("SharedMemoryPool {}: the reference belongs to pool {:016x}, not {:016x}", name(),
                                          ref.pool_id, h_->pool_id));
@@ -856,7 +858,7 @@ PoolTransfer PoolCore::send(std::uint32_t record, const PoolArrayRef& ref, pid_t
 
 PoolBlock PoolCore::adopt(const PoolTransfer& t) {
   ensure_slot();
-  if (owner_ && h_->segment_count != known_segments_) adopt_segments();
+  adopt_new_segments();
   if (t.array.pool_id != h_->pool_id) {
     throw StalePoolReference(fmt::format("SharedMemoryPool {}: the transfer belongs to pool {:016x}", name(), t.array.pool_id));
   }

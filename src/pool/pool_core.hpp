@@ -117,7 +117,14 @@ class PoolCore {
   void recover() noexcept;
 
   void ensure_slot() {
-    if (epoch_ != pool_fork_epoch.load(std::memory_order_relaxed)) register_self();
+    if (epoch_.load(std::memory_order_acquire) != pool_fork_epoch.load(std::memory_order_relaxed)) register_self();
+  }
+  /// Owner: maps and adopts the segments other processes added since the last look (a hint read unlocked;
+  /// adopt_segments() reads the count again under the lock).
+  void adopt_new_segments() {
+    if (owner_ && __atomic_load_n(&h_->segment_count, __ATOMIC_RELAXED) != known_segments_.load(std::memory_order_relaxed)) {
+      adopt_segments();
+    }
   }
   void register_self();
   void take_slot(std::uint32_t slot, pid_t pid, std::uint64_t start_time);  // under the lock
@@ -132,7 +139,9 @@ class PoolCore {
   bool grow(std::uint64_t size);
   void adopt_segments();
   void flush_quick();
-  [[nodiscard]] std::uint64_t free_bytes() const noexcept { return h_->bytes_total - h_->bytes_in_use; }
+  [[nodiscard]] std::uint64_t free_bytes() const noexcept {  // also read unlocked, for error messages
+    return __atomic_load_n(&h_->bytes_total, __ATOMIC_RELAXED) - __atomic_load_n(&h_->bytes_in_use, __ATOMIC_RELAXED);
+  }
 
   // Under the lock.
   std::uint32_t take_block(std::uint64_t size);
@@ -161,10 +170,13 @@ class PoolCore {
   pool::Header* h_ = nullptr;
   pool::BlockDesc* blocks_ = nullptr;
   pool::RefRecord* records_ = nullptr;
+  // This process's registration, written by register_self() before it publishes epoch_ (release); a thread
+  // reads them after ensure_slot() has seen the current epoch (acquire).
   bool owner_ = false;
   std::uint32_t slot_ = pool::kNone;
-  std::uint64_t epoch_ = 0;
-  std::uint32_t known_segments_ = 0;  // owner: segments adopted so far
+  std::atomic<std::uint64_t> epoch_{0};
+  std::mutex register_mutex_;  // one thread registers a forked child; the others wait and see its epoch
+  std::atomic<std::uint32_t> known_segments_{0};  // owner: segments adopted so far
   std::array<std::atomic<std::byte*>, pool::kMaxSegments> bases_{};
   std::mutex local_mutex_;  // guards the three below
   std::array<std::string, pool::kMaxSegments> names_;

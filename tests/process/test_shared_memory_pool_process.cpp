@@ -18,6 +18,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -149,6 +151,46 @@ TEST(PoolProcess, AChildFreesAnArrayTheParentAllocated) {
   });
   EXPECT_TRUE(result.exited_with(0)) << result.describe();
   EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  pool.check_invariants();
+}
+
+TEST(PoolProcess, ThreadsOfAForkedChildRegisterItOnce) {
+  mpaio_test::Watchdog watchdog(60);
+  // No watcher thread: the parent forks single-threaded, so the child may start threads (ThreadSanitizer's
+  // die_after_fork checks exactly that).
+  auto pool = SharedMemoryPool::create(unwatched_pool());
+  Pipe counted;
+  Pipe done;
+  const pid_t child = mpaio_test::spawn_child([&] {
+    // Four threads whose first pool call comes at once: one of them registers the process.
+    std::atomic<int> waiting{4};
+    std::vector<PoolArray<std::uint32_t>> held(4);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i) {
+      threads.emplace_back([&, i] {
+        waiting.fetch_sub(1);
+        while (waiting.load() > 0) {
+        }
+        held[i] = pool.allocate<std::uint32_t>({100});
+        std::fill(held[i].begin(), held[i].end(), static_cast<std::uint32_t>(i));
+      });
+    }
+    for (auto& t : threads) t.join();
+    counted.put(pool.stats().processes);
+    for (int i = 0; i < 4; ++i) {
+      if (std::any_of(held[i].begin(), held[i].end(), [&](std::uint32_t v) { return v != static_cast<std::uint32_t>(i); })) return 2;
+    }
+    (void)done.get<int>();
+    return 0;  // `held` goes here, released by whichever thread's registration the child has
+  });
+  EXPECT_EQ(counted.get<std::uint32_t>(), 2u) << "the owner and the child, registered once";
+  EXPECT_EQ(pool.stats().blocks_in_use, 4u);
+  done.put(1);
+  EXPECT_TRUE(mpaio_test::wait_child(child).exited_with(0));
+  EXPECT_EQ(pool.reclaim_dead(), 0u) << "the child's handles released their blocks as they went";
+  const auto s = pool.stats();
+  EXPECT_EQ(s.processes, 1u);
+  EXPECT_EQ(s.blocks_in_use, 0u);
   pool.check_invariants();
 }
 

@@ -1,6 +1,6 @@
 // Unit tests of SharedMemoryPool in one process: allocation, alignment, size classes and TLSF, growth
 // (requests larger than a segment), references, transfers, stale and malformed references, empty handles,
-// the PoolArray codec, invariants.
+// the PoolArray codec, invariants, and threads of one process sharing a pool.
 
 #include <gtest/gtest.h>
 
@@ -11,6 +11,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mpaio/shared_memory_pool.hpp"
@@ -166,6 +167,52 @@ TEST(SharedMemoryPool, RandomWorkloadKeepsInvariants) {
   live.clear();
   pool.check_invariants();
   EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+}
+
+TEST(SharedMemoryPool, ThreadsAllocateFreeAndTransferAtOnce) {
+  // Small segments, so that the threads also grow the pool at the same time. Each array carries its
+  // thread and step in every byte it owns checked: two threads given the same block would see each other's.
+  auto pool = SharedMemoryPool::create({.segment_size = std::size_t{256} << 10, .max_segments = 32,
+                                        .max_blocks = 1u << 14, .max_references = 1u << 15});
+  constexpr int kThreads = 4;
+  constexpr int kSteps = 5'000;
+  std::vector<std::string> errors(kThreads);
+  auto body = [&](int id) {
+    std::mt19937 rng(static_cast<unsigned>(id));
+    struct Held {
+      PoolArray<std::uint8_t> array;
+      std::uint8_t mark;
+    };
+    std::vector<Held> live;
+    for (int step = 0; step < kSteps && errors[id].empty(); ++step) {
+      if (live.empty() || (live.size() < 40 && rng() % 100 < 55)) {
+        const std::size_t n = rng() % 8 == 0 ? 4096 + rng() % 60'000 : 1 + rng() % 2048;
+        const auto mark = static_cast<std::uint8_t>(id * 64 + step % 64);
+        auto a = pool.allocate<std::uint8_t>({n});
+        std::fill(a.begin(), a.end(), mark);
+        if (rng() % 4 == 0) a = pool.adopt<std::uint8_t>(pool.send(a));  // through a transfer and back
+        live.push_back({std::move(a), mark});
+      } else {
+        std::swap(live[rng() % live.size()], live.back());
+        const Held& h = live.back();
+        if (std::any_of(h.array.begin(), h.array.end(), [&](std::uint8_t b) { return b != h.mark; })) {
+          errors[id] = "thread " + std::to_string(id) + ": an array of " + std::to_string(h.array.size()) +
+                       " bytes was overwritten by another allocation";
+        }
+        live.pop_back();
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int id = 0; id < kThreads; ++id) threads.emplace_back(body, id);
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors) EXPECT_EQ(e, "");
+  pool.check_invariants();
+  const auto s = pool.stats();
+  EXPECT_EQ(s.bytes_in_use, 0u);
+  EXPECT_EQ(s.references, 0u);
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_GT(s.segments, 1u) << "the threads were meant to grow the pool";
 }
 
 /// Allocates each of `sizes` bytes in `pool`: each must add exactly one segment, no larger than the request
