@@ -31,10 +31,18 @@ def google_benchmark(binary, workers, repetitions):
     env = dict(os.environ, MPAIO_BENCH_WORKERS=str(workers))
     out = run([str(BIN / binary), f"--benchmark_repetitions={repetitions}", "--benchmark_report_aggregates_only=true",
                "--benchmark_format=json"], env)
+    return medians_of(binary, out, lambda name: name.removesuffix("/real_time"))
+
+
+def medians_of(binary, out, key):
+    """The median entries of Google Benchmark JSON output, by key(run_name); a failed benchmark (it reports
+    an error instead of aggregates) raises, naming it and its message."""
     medians = {}
     for b in json.loads(out)["benchmarks"]:
+        if b.get("error_occurred"):
+            raise RuntimeError(f"{binary} {b.get('run_name', b.get('name'))}: {b.get('error_message')}")
         if b.get("aggregate_name") == "median":
-            medians[b["run_name"].removesuffix("/real_time")] = b
+            medians[key(b["run_name"])] = b
     return medians
 
 
@@ -82,12 +90,7 @@ def measure_pool(repetitions, stress_seconds):
     """bench_pool: medians of the timed benchmarks, then one run of the 8-process stress test."""
     out = run([str(BIN / "bench_pool"), "--benchmark_filter=-Stress", f"--benchmark_repetitions={repetitions}",
                "--benchmark_report_aggregates_only=true", "--benchmark_format=json"])
-    medians = {}
-    for b in json.loads(out)["benchmarks"]:
-        if b.get("aggregate_name") == "median":
-            if b.get("error_occurred"):
-                raise RuntimeError(f"bench_pool {b['run_name']}: {b.get('error_message')}")
-            medians[pool_key(b["run_name"])] = b
+    medians = medians_of("bench_pool", out, pool_key)
     env = dict(os.environ, MPAIO_POOL_STRESS_SECONDS=str(stress_seconds))
     out = run([str(BIN / "bench_pool"), "--benchmark_filter=Stress", "--benchmark_format=json"], env)
     stress = json.loads(out)["benchmarks"][0]
