@@ -213,18 +213,16 @@ struct Codec<PoolArray<T>> {
     std::memcpy(&t, in.data(), sizeof t);
     detail::PoolCore* core = detail::find_pool(t.array.pool_id);
     if (core == nullptr) throw DecodeError("Codec<PoolArray>: the result names a pool this process does not hold");
-    if (t.array.dtype != dtype_of<T>()) {
-      detail::pool_discard(*core, t);
-      throw DecodeError("Codec<PoolArray>: the result holds " + t.array.dtype.typestr() + ", not " +
-                        dtype_of<T>().typestr());
-    }
-    if (t.array.ndim > kPoolMaxDims) {
-      detail::pool_discard(*core, t);
-      throw DecodeError("Codec<PoolArray>: the result has ndim " + std::to_string(t.array.ndim) + ", at most " +
-                        std::to_string(kPoolMaxDims));
-    }
     detail::PoolBlock block;
     try {
+      if (t.array.dtype != dtype_of<T>()) {
+        throw DecodeError("Codec<PoolArray>: the result holds " + t.array.dtype.typestr() + ", not " +
+                          dtype_of<T>().typestr());
+      }
+      if (t.array.ndim > kPoolMaxDims) {
+        throw DecodeError("Codec<PoolArray>: the result has ndim " + std::to_string(t.array.ndim) + ", at most " +
+                          std::to_string(kPoolMaxDims));
+      }
       block = detail::pool_adopt(*core, t);
     } catch (...) {
       detail::pool_discard(*core, t);  // does nothing if the token was not good (already adopted, dropped)

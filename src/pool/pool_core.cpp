@@ -754,6 +754,10 @@ void PoolCore::check_extent(const PoolArrayRef& ref, const char* what) {
                                         "overflow", name(), what, i, ref.shape[i]));
     }
   }
+  if (ref.segment != blocks_[ref.block].segment) {
+    throw InvalidArgument(fmt::format("SharedMemoryPool {}: {}: the reference names segment {}, but block {} is in "
+                                      "segment {}", name(), what, ref.segment, ref.block, blocks_[ref.block].segment));
+  }
   std::uint64_t end = 0;
   const std::uint64_t size = blocks_[ref.block].size;
   if (__builtin_add_overflow(ref.offset, bytes, &end) || end > size) {
@@ -762,12 +766,11 @@ void PoolCore::check_extent(const PoolArrayRef& ref, const char* what) {
   }
 }
 
-template <class Undo>
-void PoolCore::map_or_undo(PoolBlock& out, Undo&& undo) {
+void PoolCore::map_or_release(PoolBlock& out) {
   try {
     out.data = base_of(out.segment) + out.offset;
   } catch (...) {
-    undo();
+    release(out.record);
     throw;
   }
 }
@@ -792,7 +795,7 @@ PoolBlock PoolCore::allocate(std::size_t nbytes) {
       }
     }
     if (found) {
-      map_or_undo(out, [&] { release(out.record); });  // a segment that cannot be mapped here frees the block
+      map_or_release(out);
       return out;
     }
     switch (attempt) {
@@ -833,7 +836,7 @@ PoolBlock PoolCore::attach(const PoolArrayRef& ref) {
     check_extent(ref, "attach");
     out = block_of(new_record(ref.block, record_held, slot_));
   }
-  map_or_undo(out, [&] { release(out.record); });
+  map_or_release(out);
   return out;
 }
 
@@ -862,20 +865,14 @@ PoolBlock PoolCore::adopt(const PoolTransfer& t) {
   if (t.array.pool_id != h_->pool_id) {
     throw StalePoolReference(fmt::format("SharedMemoryPool {}: the transfer belongs to pool {:016x}", name(), t.array.pool_id));
   }
+  // Map the array's segment before taking the token: if this process cannot, the token stays in flight,
+  // untouched, for another try or another process. (An index past the table is left to the checks below.)
+  if (t.array.segment < __atomic_load_n(&h_->segment_count, __ATOMIC_RELAXED)) (void)base_of(t.array.segment);
   PoolBlock out{};
-  // Where the token was addressed and who sent it, to put it back in flight if the segment cannot be mapped.
-  std::uint32_t receiver = kNone;
-  std::uint32_t sender = kNone;
-  ProcessSlot receiver_was{};
-  ProcessSlot sender_was{};
   {
     Locked l(*this);
     check_record(t.record, record_in_flight, &t, "adopt");
     check_extent(t.array, "adopt");
-    receiver = records_[t.record].holder;
-    sender = records_[t.record].next_free;
-    if (receiver < kMaxProcesses) receiver_was = h_->processes[receiver];
-    if (sender < kMaxProcesses) sender_was = h_->processes[sender];
     set(records_[t.record].holder, slot_);
     set(records_[t.record].state, std::uint32_t{record_held});
     set(records_[t.record].next_free, kNone);
@@ -883,27 +880,7 @@ PoolBlock PoolCore::adopt(const PoolTransfer& t) {
     set(h_->references, h_->references + 1);
     out = block_of(t.record);
   }
-  map_or_undo(out, [&]() noexcept {
-    try {
-      Locked l(*this);
-      const RefRecord& rec = records_[t.record];
-      if (rec.state != record_held || rec.holder != slot_ || rec.serial != t.serial) return;
-      auto same = [&](std::uint32_t slot, const ProcessSlot& was) {
-        return slot < kMaxProcesses && h_->processes[slot].state == slot_live && h_->processes[slot].pid == was.pid &&
-               h_->processes[slot].start_time == was.start_time;
-      };
-      if (!same(receiver, receiver_was)) {  // the receiver left meanwhile: as its reclaim would have done
-        release_record(t.record);
-        return;
-      }
-      set(records_[t.record].state, std::uint32_t{record_in_flight});
-      set(records_[t.record].holder, receiver);
-      set(records_[t.record].next_free, same(sender, sender_was) ? sender : kNone);
-      set(h_->references, h_->references - 1);
-      set(h_->in_flight, h_->in_flight + 1);
-    } catch (...) {
-    }
-  });
+  out.data = base_of(out.segment) + out.offset;  // mapped above: check_extent made it the token's segment
   return out;
 }
 

@@ -157,13 +157,12 @@ class PoolCore {
   /// Releases everything `slot` holds or has in flight to it, orphans the transfers it sent, frees the
   /// slot; `dead` counts the references as reclaimed. Returns how many references were released.
   std::size_t vacate_slot(std::uint32_t slot, bool dead);
-  /// Throws InvalidArgument naming the field when `ref`'s ndim, shape or offset is malformed, or its elements
-  /// reach past its block (which must be live).
+  /// Throws InvalidArgument naming the field when `ref`'s ndim, shape or offset is malformed, it names
+  /// another segment than its block's, or its elements reach past its block (which must be live).
   void check_extent(const PoolArrayRef& ref, const char* what);
-  /// Maps the segment of `out` (just taken for this process); if that fails, gives the reference up
-  /// through `undo` and rethrows.
-  template <class Undo>
-  void map_or_undo(PoolBlock& out, Undo&& undo);
+  /// Maps the segment of `out`, a reference just taken for this process; if that fails, releases the
+  /// reference (a segment this process cannot map must not leave a block held with no handle) and rethrows.
+  void map_or_release(PoolBlock& out);
   PoolBlock block_of(std::uint32_t r);
 
   SharedMemory control_;
