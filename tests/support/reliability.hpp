@@ -57,6 +57,7 @@
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 
+#include "mpaio/detail/unique_fd.hpp"
 #include "mpaio/mpaio.hpp"
 #include "support/poll.hpp"
 #include "support/proc.hpp"
@@ -532,18 +533,13 @@ class DeathWatcher {
   explicit DeathWatcher(const std::vector<pid_t>& pids) : count_(pids.size()), entries_(new Entry[pids.size()]) {
     for (std::size_t i = 0; i < count_; ++i) {
       entries_[i].pid = pids[i];
-      entries_[i].pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pids[i], 0));
+      entries_[i].pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pids[i], 0)));
     }
-    stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
     thread_ = std::thread([this] { watch(); });
   }
   ~DeathWatcher() {
-    ::eventfd_write(stop_fd_, 1);
+    ::eventfd_write(stop_.get(), 1);
     thread_.join();
-    ::close(stop_fd_);
-    for (std::size_t i = 0; i < count_; ++i) {
-      if (entries_[i].pidfd >= 0) ::close(entries_[i].pidfd);
-    }
   }
   DeathWatcher(const DeathWatcher&) = delete;
   DeathWatcher& operator=(const DeathWatcher&) = delete;
@@ -560,17 +556,17 @@ class DeathWatcher {
  private:
   struct Entry {
     pid_t pid = 0;
-    int pidfd = -1;
+    mpaio::detail::UniqueFd pidfd;
     std::atomic<std::int64_t> seen_ns{0};
   };
 
   void watch() {
     for (;;) {
-      std::vector<pollfd> fds{{stop_fd_, POLLIN, 0}};
+      std::vector<pollfd> fds{{stop_.get(), POLLIN, 0}};
       std::vector<std::size_t> index;
       for (std::size_t i = 0; i < count_; ++i) {
-        if (entries_[i].pidfd >= 0 && entries_[i].seen_ns.load() == 0) {
-          fds.push_back({entries_[i].pidfd, POLLIN, 0});
+        if (entries_[i].pidfd && entries_[i].seen_ns.load() == 0) {
+          fds.push_back({entries_[i].pidfd.get(), POLLIN, 0});
           index.push_back(i);
         }
       }
@@ -585,7 +581,7 @@ class DeathWatcher {
 
   std::size_t count_;
   std::unique_ptr<Entry[]> entries_;
-  int stop_fd_ = -1;
+  mpaio::detail::UniqueFd stop_{::eventfd(0, EFD_CLOEXEC)};  // the destructor's request to the thread
   std::thread thread_;
 };
 
