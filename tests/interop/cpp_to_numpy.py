@@ -21,13 +21,9 @@ except ImportError:
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 from numpy_attach import open_array  # noqa: E402  pylint: disable=wrong-import-position
+from interop_check import fail, run  # noqa: E402  (this folder is on sys.path: the script's own)
 
 N = 1000
-
-
-def fail(message):
-    print(f"FAIL: {message}")
-    sys.exit(1)
 
 
 def main(tool):
@@ -97,7 +93,4 @@ def main(tool):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        sys.exit(64)
-    sys.exit(main(sys.argv[1]))
+    run(main, __doc__)

@@ -18,10 +18,7 @@ except ImportError:
     print("numpy is not installed: skipping")
     sys.exit(77)  # ctest SKIP_RETURN_CODE
 
-
-def fail(message):
-    print(f"FAIL: {message}")
-    sys.exit(1)
+from interop_check import fail, run  # this folder is on sys.path: the script's own
 
 
 # The patterns interop_tool expects, by flat index i (see check_one in interop_tool.cpp).
@@ -108,7 +105,4 @@ def main(tool):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        sys.exit(64)
-    sys.exit(main(sys.argv[1]))
+    run(main, __doc__)

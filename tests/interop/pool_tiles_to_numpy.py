@@ -17,13 +17,9 @@ import numpy as np
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 from numpy_attach import open_array  # noqa: E402  pylint: disable=wrong-import-position
+from interop_check import fail, run  # noqa: E402  (this folder is on sys.path: the script's own)
 
 TILE = 64
-
-
-def fail(message):
-    print(f"FAIL: {message}")
-    sys.exit(1)
 
 
 def expected_half_tile():
@@ -90,7 +86,4 @@ def main(pool_tiles):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        sys.exit(64)
-    sys.exit(main(sys.argv[1]))
+    run(main, __doc__)
