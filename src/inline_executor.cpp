@@ -33,7 +33,8 @@ void InlineExecutor::run_next() {
   queue_.pop_front();
   const RunArray& array = context_.arrays[task.array];
   out_.clear();
-  const detail::ChunkCall call{array.data, array.meta.shape, task.range, &out_, &stop_};
+  const detail::ParamsRef params = detail::run_params_ref(context_, task);
+  const detail::ChunkCall call{array.data, array.meta.shape, task.range, &out_, &stop_, &params};
   const detail::ChunkExecution done = detail::execute_chunk(task.fn, call);
   ChunkOutcome outcome{task.id, out_, done.start_ns, done.end_ns, 0, ::getpid(), done.failed ? ChunkFailure::exception : ChunkFailure::none, done.error_type,
                        done.error_message};

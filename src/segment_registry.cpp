@@ -66,6 +66,8 @@ UniqueFd dup_segment_fd(std::uint64_t key) {
   return dup_fd(it->second.fd);
 }
 
+std::unique_lock<std::mutex> lock_segment_registry() { return std::unique_lock(registry().mutex); }
+
 bool segment_alive(std::uint64_t key) {
   auto& r = registry();
   std::lock_guard lock(r.mutex);

@@ -127,7 +127,8 @@ void ThreadPoolExecutor::thread_main(std::size_t slot) {
     }
     const RunArray& array = context.arrays[task.array];
     out.clear();
-    const detail::ChunkCall call{array.data, array.meta.shape, task.range, &out, &stop_};
+    const detail::ParamsRef params = detail::run_params_ref(context, task);
+    const detail::ChunkCall call{array.data, array.meta.shape, task.range, &out, &stop_, &params};
     detail::ChunkExecution done = detail::execute_chunk(task.fn, call);
     {
       std::lock_guard lock(mutex_);

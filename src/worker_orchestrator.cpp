@@ -239,7 +239,8 @@ class WorkerOrchestrator::Run final : public RunSink {
   [[nodiscard]] ChunkTask task_for(std::uint64_t id) const {
     const std::size_t w = worker_of(id);
     const WorkerBase& worker = *owner_.workers_[w];
-    return ChunkTask{id, worker.chunk_function(), array_of_[w], worker.chunks()[id - offsets_[w]]};
+    return ChunkTask{id, worker.chunk_function(), worker.worker_type(), array_of_[w], kNoRunParams,
+                     worker.chunks()[id - offsets_[w]]};
   }
 
   WorkerOrchestrator& owner_;
@@ -296,7 +297,7 @@ asio::awaitable<RunReport> WorkerOrchestrator::run() {
     sampler = std::make_shared<CpuSampler>(loop, options_.cpu_sample_interval, origin);
     asio::co_spawn(loop, sample_cpu(sampler), asio::detached);
   }
-  executor_.start_run(RunContext{loop, &run, run.arrays(), options_.chunk_timeout, options_.timeout_grace});
+  executor_.start_run(RunContext{loop, &run, run.arrays(), {}, options_.chunk_timeout, options_.timeout_grace});
   struct StopOnExit {  // also when the coroutine is destroyed while suspended
     Executor& executor;
     std::shared_ptr<CpuSampler> sampler;

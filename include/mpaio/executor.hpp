@@ -8,8 +8,10 @@
 /// stop_run(). The sink may call try_submit() from inside on_chunk_done().
 ///
 /// To write an executor: run each chunk with detail::execute_chunk(task.fn, call) where `call` points at
-/// the task's array (RunArray::data, or a mapping of RunArray::segment_fd in another process), collect
-/// the encoded result bytes, and report them with the timing and the slot/pid that ran them.
+/// the task's array (RunArray::data, or a mapping of RunArray::segment_fd in another process) and its
+/// parameters (detail::run_params_ref), collect the encoded result bytes, and report them with the timing
+/// and the slot/pid that ran them. In another process, find the worker type by task.worker_type
+/// (detail::find_worker_type) rather than through task.fn.
 
 #include <algorithm>
 #include <chrono>
@@ -24,6 +26,7 @@
 
 #include "mpaio/array_meta.hpp"
 #include "mpaio/detail/chunk_call.hpp"
+#include "mpaio/detail/worker_registry.hpp"
 #include "mpaio/range.hpp"
 
 namespace mpaio {
@@ -40,11 +43,22 @@ struct RunArray {
   const std::byte* data = nullptr; ///< element 0 in this process's mapping
 };
 
+/// The parameters of one worker object of a run (Worker's Params), for the executors.
+struct RunParams {
+  const void* object = nullptr;          ///< the Params object, for executors in this process
+  std::span<const std::byte> encoded;    ///< its encoded bytes, for executors that send them elsewhere
+};
+
+/// ChunkTask::params of a worker type without parameters.
+inline constexpr std::uint32_t kNoRunParams = 0xffffffffu;
+
 /// One chunk handed to an executor.
 struct ChunkTask {
-  std::uint64_t id = 0;            ///< the chunk's number in the run, reported back
-  detail::ChunkFn fn = nullptr;    ///< the worker type's entry point
-  std::uint32_t array = 0;         ///< index into the run's arrays
+  std::uint64_t id = 0;                    ///< the chunk's number in the run, reported back
+  detail::ChunkFn fn = nullptr;            ///< the worker type's entry point in this process
+  detail::WorkerTypeId worker_type = 0;    ///< the worker type's id, which names it in any process
+  std::uint32_t array = 0;                 ///< index into the run's arrays
+  std::uint32_t params = kNoRunParams;     ///< index into the run's parameters, or kNoRunParams
   Range range;
 };
 
@@ -87,11 +101,20 @@ struct RunContext {
   asio::any_io_executor loop;       ///< the event loop of the caller; reports are delivered on it
   RunSink* sink = nullptr;
   std::span<const RunArray> arrays; ///< valid until stop_run()
+  std::span<const RunParams> params; ///< valid until stop_run()
   /// A chunk running longer than this is stopped and reported as ChunkFailure::timeout (0: no limit).
   std::chrono::milliseconds chunk_timeout{0};
   /// After a timeout: how long the worker has between SIGTERM and SIGKILL.
   std::chrono::milliseconds timeout_grace{1000};
 };
+
+namespace detail {
+/// The parameters of `task` in the process that made the run (for executors that run chunks in it).
+inline ParamsRef run_params_ref(const RunContext& context, const ChunkTask& task) {
+  if (task.params == kNoRunParams || task.params >= context.params.size()) return {};
+  return {context.params[task.params].object, context.params[task.params].encoded, nullptr};
+}
+}  // namespace detail
 
 /// Where chunks run. Implementations: InlineExecutor, ThreadPoolExecutor, ProcessPoolExecutor.
 /// One run at a time; the calls of a run are made on its event loop's thread.

@@ -40,6 +40,9 @@ struct ProcessPoolOptions {
   bool pin_workers = false;
   /// The CPUs for pin_workers.
   std::vector<int> cpus{};
+  /// How long the fork server may take to start a worker; a start it has not answered by then fails (a
+  /// worker it starts later is killed).
+  std::chrono::milliseconds spawn_timeout{10'000};
 };
 
 /// Bytes that crossed a pool's channels since it started: the cost of talking to workers.
@@ -83,7 +86,9 @@ class ProcessPoolExecutor final : public Executor {
   void request_stop() noexcept override;
   void stop_run() noexcept override;
 
-  /// The pid of worker `slot` (it changes when the worker is replaced).
+  /// The pid of the process in worker `slot`: of its last one while its replacement is starting
+  /// (replacements start asynchronously, on the run's loop or when the next run starts). Not to be called
+  /// from another thread while a run is in progress.
   [[nodiscard]] pid_t worker_pid(std::size_t slot) const;
   /// Channel traffic so far (see ChannelTraffic).
   [[nodiscard]] ChannelTraffic channel_traffic() const noexcept;

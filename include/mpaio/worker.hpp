@@ -17,6 +17,7 @@
 #include "mpaio/codec.hpp"
 #include "mpaio/data_iterator.hpp"
 #include "mpaio/detail/chunk_call.hpp"
+#include "mpaio/detail/worker_registry.hpp"
 #include "mpaio/dtype.hpp"
 #include "mpaio/range.hpp"
 #include "mpaio/stop_token.hpp"
@@ -38,8 +39,10 @@ class WorkerBase {
   [[nodiscard]] virtual std::string type_name() const = 0;
   /// The element type `process` reads.
   [[nodiscard]] virtual DType element_type() const noexcept = 0;
-  /// The entry point that runs one chunk in any process.
+  /// The entry point that runs one chunk in this process.
   [[nodiscard]] virtual detail::ChunkFn chunk_function() const noexcept = 0;
+  /// The worker type's registered id, which names it in any process of this program.
+  [[nodiscard]] virtual detail::WorkerTypeId worker_type() const noexcept = 0;
   /// Decodes one encoded result and hands it to the callback; runs on the event-loop thread.
   /// Throws DecodeError for a malformed record, and whatever the callback throws.
   virtual void deliver(std::span<const std::byte> encoded, Range range) = 0;
@@ -130,6 +133,7 @@ class Worker : public WorkerBase {
     return dtype_of<typename detail::SignatureOf<Derived>::element>();
   }
   [[nodiscard]] detail::ChunkFn chunk_function() const noexcept override { return &run_chunk; }
+  [[nodiscard]] detail::WorkerTypeId worker_type() const noexcept override { return type_id_; }
   void deliver(std::span<const std::byte> encoded, Range range) override {
     Result result = Codec<Result>::decode(encoded);
     auto& self = static_cast<Derived&>(*this);
@@ -144,6 +148,13 @@ class Worker : public WorkerBase {
   }
 
  private:
+  /// Decodes a result nobody will receive and drops it: what it holds (pool references) is released.
+  static void discard_result(std::span<const std::byte> encoded) noexcept {
+    try {
+      (void)Codec<Result>::decode(encoded);
+    } catch (...) {
+    }
+  }
 
   static void run_chunk(const detail::ChunkCall& call) {
     using element = typename detail::SignatureOf<Derived>::element;
@@ -168,6 +179,11 @@ class Worker : public WorkerBase {
       Codec<Result>::encode(Derived::process(view, call.range), *call.out);
     }
   }
+
+  // Registered during static initialisation, in every process of the program, under an id derived from the
+  // type's name: the same in a process forked from this one and in a separate launch of the program.
+  static inline const detail::WorkerTypeId type_id_ =
+      detail::register_worker_type(typeid(Derived).name(), &run_chunk, &discard_result);
 };
 
 }  // namespace mpaio

@@ -5,15 +5,20 @@
 
 #include <cstring>
 
+#include <fmt/format.h>
+
 #include "mpaio/detail/syscall.hpp"
 
 namespace mpaio::detail {
 
 namespace {
-constexpr std::size_t kMaxFds = 4;
+constexpr std::size_t kMaxFds = 253;  // SCM_MAX_FD
 }
 
-void send_message(int socket, std::span<const std::byte> data, std::span<const int> fds) {
+namespace {
+
+/// sendmsg() of `data` with copies of `fds`; returns -1 with errno set on failure.
+ssize_t send_with_fds(int socket, std::span<const std::byte> data, std::span<const int> fds, int flags) {
   iovec iov{const_cast<std::byte*>(data.data()), data.size()};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
   msghdr msg{};
@@ -28,8 +33,31 @@ void send_message(int socket, std::span<const std::byte> data, std::span<const i
     cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
     std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
   }
-  sys("sendmsg", [&] { return ::sendmsg(socket, &msg, MSG_NOSIGNAL); }, "socket", socket, "bytes", data.size(),
+  return ::sendmsg(socket, &msg, MSG_NOSIGNAL | flags);
+}
+
+void check_fd_count(std::span<const int> fds) {
+  if (fds.size() > kMaxFds) {
+    throw SystemError(describe_call("sendmsg", "fds", fds.size()), EINVAL, fmt::format("at most {} descriptors per message", kMaxFds));
+  }
+}
+
+}  // namespace
+
+void send_message(int socket, std::span<const std::byte> data, std::span<const int> fds) {
+  check_fd_count(fds);
+  sys("sendmsg", [&] { return send_with_fds(socket, data, fds, 0); }, "socket", socket, "bytes", data.size(),
       "fds", fds.size());
+}
+
+bool send_message_nonblocking(int socket, std::span<const std::byte> data, std::span<const int> fds) {
+  check_fd_count(fds);
+  for (;;) {
+    if (send_with_fds(socket, data, fds, MSG_DONTWAIT) >= 0) return true;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return false;
+    throw SystemError(describe_call("sendmsg", "socket", socket, "bytes", data.size(), "fds", fds.size()), errno);
+  }
 }
 
 std::size_t receive_message(int socket, std::span<std::byte> data, std::vector<UniqueFd>& fds, int timeout_ms) {

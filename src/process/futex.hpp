@@ -1,5 +1,6 @@
 #pragma once
-// Futex wait/wake on a 32-bit word in shared memory (process-shared: no FUTEX_PRIVATE_FLAG).
+// Futex wait/wake on a 32-bit word in shared memory (process-shared: no FUTEX_PRIVATE_FLAG), and the
+// bounded spin that comes before sleeping.
 
 #include <linux/futex.h>
 #include <sched.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <climits>
 #include <cstdint>
 
 namespace mpaio::detail {
@@ -17,9 +19,10 @@ inline void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected,
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, expected, timeout, nullptr, 0);
 }
 
-/// Wakes up to `count` sleepers on `word`.
-inline void futex_wake(std::atomic<std::uint32_t>* word, int count = 1) {
-  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, count, nullptr, nullptr, 0);
+/// Wakes every sleeper on `word`: sleepers may wait for different conditions on one word, and a single
+/// wake-up could go to one whose condition still does not hold.
+inline void futex_wake_all(std::atomic<std::uint32_t>* word) {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
 /// A spin-wait hint for the CPU.
@@ -31,15 +34,20 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
+/// CLOCK_MONOTONIC now, in nanoseconds (the clock of every timestamp mpaio records).
+inline std::int64_t clock_ns() noexcept {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec * 1'000'000'000LL + now.tv_nsec;
+}
+
 /// Waits up to `ns` nanoseconds for `ready()`, without sleeping: a short busy spin (a result is often
 /// microseconds away), then sched_yield() between checks, so that on a busy machine the process we wait
 /// for gets the CPU. Returns whether `ready()` became true.
 template <class Ready>
 bool spin_until(Ready ready, std::int64_t ns) {
   if (ready()) return true;
-  timespec now{};
-  ::clock_gettime(CLOCK_MONOTONIC, &now);
-  const std::int64_t until = now.tv_sec * 1'000'000'000LL + now.tv_nsec + ns;
+  const std::int64_t until = clock_ns() + ns;
   for (unsigned i = 1;; ++i) {
     if (ready()) return true;
     if (i < 512) {
@@ -47,8 +55,7 @@ bool spin_until(Ready ready, std::int64_t ns) {
       continue;
     }
     ::sched_yield();
-    ::clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec * 1'000'000'000LL + now.tv_nsec >= until) return ready();
+    if (clock_ns() >= until) return ready();
   }
 }
 

@@ -126,11 +126,11 @@ struct ScribbleWorker : mpaio::Worker<ScribbleWorker, std::int64_t> {
     const int wake = eventfd_descriptor();
     if (base == nullptr || wake < 0) return kNoChannel;
     auto& h = *reinterpret_cast<mpaio::detail::ChannelHeader*>(base);  // slot 0: the pool has one worker
-    const std::uint64_t head = h.result_head.load();
+    const std::uint64_t head = h.results.head.load();
     if (head != 0) return kNotFirst;
     std::byte* ring = base + sizeof(mpaio::detail::ChannelHeader);
     std::memset(ring, 0x77, 64);  // kind 0x77777777, size 0x77777777: no valid record
-    h.result_head.store(64);
+    h.results.head.store(64);
     ::eventfd_write(wake, 1);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -156,7 +156,8 @@ TEST(ProcessPoolChannels, MalformedResultRecordKillsTheWorkerAndFailsTheRunWitho
       EXPECT_NE(std::string(e.what()).find("signal 9"), std::string::npos) << e.what();
     }
   }
-  EXPECT_NE(pool.worker_pid(0), scribbler);
+  EXPECT_TRUE(mpaio_test::poll_until([&] { return pool.worker_pid(0) != scribbler; }, std::chrono::seconds(10)))
+      << "the scribbler was not replaced";
   run_sum(pool, ints, 10);
 }
 

@@ -107,13 +107,14 @@ TEST_F(reliability_Replacements, AThousandSigkilledWorkersAreReplacedWithoutDead
     EXPECT_EQ(killed, kSelfKills) << "round " << round;
     replacements += killed;
 
-    // Between runs: SIGKILL from outside; the next run replaces it.
-    const pid_t victim = pool.worker_pid(0);
+    // Between runs: SIGKILL from outside; the next run replaces it (asynchronously: by the end of the run or
+    // soon after).
+    const pid_t victim = live_worker_pid(pool, 0);
     ASSERT_EQ(::kill(victim, SIGKILL), 0);
     ASSERT_TRUE(wait_gone({victim}, 5000ms).empty());
     board.reset();
     expect_healthy_run(pool, ints, kChunk);
-    EXPECT_NE(pool.worker_pid(0), victim);
+    EXPECT_TRUE(poll_until([&] { return pool.worker_pid(0) != victim; }, 5000ms)) << "round " << round;
     ++replacements;
     if (HasFailure()) break;
   }

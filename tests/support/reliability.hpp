@@ -412,14 +412,17 @@ inline void expect_names_chunk(const std::string& what, const mpaio::WorkerBase&
 }
 
 /// Expects the worker `dead`, which ran in `slot` (one of `workers_before`, the pool's workers before the
-/// run), to be gone, and the slot to hold a new, live process.
+/// run), to be gone, and the slot to hold a new, live process (replacements start asynchronously: it is
+/// waited for, at most 10 s).
 inline void expect_worker_replaced(const mpaio::ProcessPoolExecutor& pool, const std::vector<pid_t>& workers_before,
                                    std::size_t slot, pid_t dead) {
   ASSERT_LT(slot, pool.concurrency());
   EXPECT_EQ(workers_before.at(slot), dead) << "the failure names another slot's worker";
   EXPECT_TRUE(process_gone(dead)) << "worker " << dead << " is still running";
-  EXPECT_NE(pool.worker_pid(slot), dead) << "the worker was not replaced";
-  EXPECT_FALSE(process_gone(pool.worker_pid(slot))) << "the replacement is not running";
+  pid_t replacement = dead;
+  EXPECT_TRUE(poll_until([&] { return (replacement = pool.worker_pid(slot)) != dead; }, std::chrono::seconds(10)))
+      << "the worker was not replaced";
+  EXPECT_FALSE(process_gone(replacement)) << "the replacement is not running";
 }
 
 /// Expects a failure listed by a collect-mode run to hold an E about its own chunk.
@@ -627,10 +630,19 @@ inline std::set<std::size_t> expect_accounted(const SumWorker& worker, const mpa
   return failed;
 }
 
+/// The pid of the live process in `slot` (a slot whose worker is being replaced names the dead one for a
+/// moment: replacements are asynchronous), waiting for it at most 10 s.
+inline pid_t live_worker_pid(const mpaio::ProcessPoolExecutor& pool, std::size_t slot) {
+  pid_t pid = 0;
+  EXPECT_TRUE(poll_until([&] { return !process_gone(pid = pool.worker_pid(slot)); }, std::chrono::seconds(10)))
+      << "slot " << slot << " has no live worker";
+  return pid;
+}
+
 /// The pids of every worker of the pool.
 inline std::vector<pid_t> worker_pids(const mpaio::ProcessPoolExecutor& pool) {
   std::vector<pid_t> out;
-  for (std::size_t i = 0; i < pool.concurrency(); ++i) out.push_back(pool.worker_pid(i));
+  for (std::size_t i = 0; i < pool.concurrency(); ++i) out.push_back(live_worker_pid(pool, i));
   return out;
 }
 

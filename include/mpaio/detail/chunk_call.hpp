@@ -4,12 +4,22 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "mpaio/range.hpp"
 
 namespace mpaio::detail {
+
+/// A worker object's run parameters as a chunk sees them: the object itself in the process that made it, or
+/// its encoded bytes in a worker process, decoded by the worker type on first use into `decoded` (kept for
+/// the rest of the run).
+struct ParamsRef {
+  const void* object = nullptr;
+  std::span<const std::byte> encoded;
+  std::shared_ptr<void>* decoded = nullptr;
+};
 
 /// Everything one call of a worker's `process` needs, in the process that runs it.
 struct ChunkCall {
@@ -18,11 +28,12 @@ struct ChunkCall {
   Range range;                           ///< the chunk
   std::vector<std::byte>* out = nullptr; ///< the encoded result is appended here
   const std::atomic<std::uint32_t>* stop = nullptr;  ///< non-zero once the run is being cancelled
+  const ParamsRef* params = nullptr;     ///< the worker's parameters, if its type has some
 };
 
 /// Runs one chunk: calls Derived::init() once per process, then Derived::process, and encodes the
-/// result. A plain function pointer, identical in every process forked from the same program image,
-/// so it can travel in a task record. Exceptions propagate to the executor.
+/// result. Reached in another process through the worker type's registered id (worker_registry.hpp), never
+/// through its address. Exceptions propagate to the executor.
 using ChunkFn = void (*)(const ChunkCall&);
 
 /// The outcome of running a chunk in this process.

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,6 +32,9 @@ std::optional<SegmentInfo> find_segment(std::string_view name);
 UniqueFd dup_segment_fd(std::uint64_t key);
 /// Whether the segment `key` is still held by this process.
 bool segment_alive(std::uint64_t key);
+
+/// Holds the registry's lock, so that a fork() made meanwhile cannot copy it locked by another thread.
+std::unique_lock<std::mutex> lock_segment_registry();
 
 /// Strips the leading slashes of a POSIX shared-memory name, as glibc's shm_open does.
 std::string_view bare_segment_name(std::string_view name) noexcept;

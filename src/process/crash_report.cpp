@@ -1,0 +1,116 @@
+#include "process/crash_report.hpp"
+
+#include <execinfo.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+
+#include <elfutils/libdwfl.h>
+#include <fmt/format.h>
+
+#include <memory>
+#include <string_view>
+
+#include "mpaio/detail/chunk_call.hpp"
+
+namespace mpaio::detail {
+
+namespace {
+
+int g_crash_fd = -1;
+// The handler runs on its own stack, so that a stack overflow is reported too.
+alignas(16) char g_signal_stack[64 * 1024];
+
+constexpr int kFatalSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+
+void on_fatal_signal(int sig, siginfo_t*, void*) {
+  const int saved = errno;
+  void* frames[66];
+  const int n = ::backtrace(frames, 66);
+  CrashFrames report;
+  report.signal = sig;
+  // Frame 0 is this handler, frame 1 the kernel's signal trampoline; the rest is where the signal struck.
+  for (int i = 2; i < n && report.count < std::size(report.address); ++i) {
+    report.address[report.count++] = reinterpret_cast<std::uintptr_t>(frames[i]);
+  }
+  (void)!::write(g_crash_fd, &report, sizeof report);  // below PIPE_BUF: one atomic write
+  errno = saved;
+  // SA_RESETHAND restored the default action: the signal, raised again, kills the process with its status.
+  ::raise(sig);
+}
+
+}  // namespace
+
+void install_crash_reporter(int fd) noexcept {
+  g_crash_fd = fd;
+  void* warm[1];
+  (void)::backtrace(warm, 1);  // loads the unwinder now: the handler must not load a library
+  stack_t stack{};
+  stack.ss_sp = g_signal_stack;
+  stack.ss_size = sizeof g_signal_stack;
+  ::sigaltstack(&stack, nullptr);
+  struct sigaction action {};
+  action.sa_sigaction = on_fatal_signal;
+  action.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;
+  sigemptyset(&action.sa_mask);
+  for (int sig : kFatalSignals) ::sigaction(sig, &action, nullptr);
+}
+
+CrashFrames read_crash_frames(int fd) noexcept {
+  CrashFrames frames;
+  const ssize_t n = ::read(fd, &frames, sizeof frames);
+  if (n != static_cast<ssize_t>(sizeof frames) || frames.count > std::size(frames.address)) return CrashFrames{};
+  return frames;
+}
+
+namespace {
+
+/// Whether `path` is a library of the system, whose lines are not looked up: its debug information, when
+/// installed, is large to read, and the user's code is what the lines are for.
+bool system_library(std::string_view path) {
+  return path.starts_with("/usr/lib") || path.starts_with("/lib") || path.starts_with("/usr/local/lib");
+}
+
+}  // namespace
+
+std::string describe_frames(const CrashFrames& frames, std::string_view stop_at) {
+  // The modules of this process, which maps the crashed child's code at the same addresses. Read anew for
+  // each crash, and closed after it: the fork server keeps no descriptor besides those it serves with.
+  char* debuginfo_path = nullptr;
+  Dwfl_Callbacks callbacks{};
+  callbacks.find_elf = dwfl_linux_proc_find_elf;
+  callbacks.find_debuginfo = dwfl_standard_find_debuginfo;
+  callbacks.debuginfo_path = &debuginfo_path;
+  std::unique_ptr<Dwfl, decltype(&dwfl_end)> dwfl(dwfl_begin(&callbacks), &dwfl_end);
+  if (dwfl) {
+    dwfl_report_begin(dwfl.get());
+    const int failed = dwfl_linux_proc_report(dwfl.get(), ::getpid());
+    dwfl_report_end(dwfl.get(), nullptr, nullptr);
+    if (failed != 0) dwfl.reset();
+  }
+  std::string text;
+  for (std::uint32_t i = 0; i < frames.count; ++i) {
+    // A return address points after its call: look one byte back for every frame but the faulting one.
+    const Dwarf_Addr pc = frames.address[i] - (i == 0 ? 0 : 1);
+    Dwfl_Module* module = dwfl ? dwfl_addrmodule(dwfl.get(), pc) : nullptr;
+    const char* symbol = module != nullptr ? dwfl_module_addrname(module, pc) : nullptr;
+    const char* file = module != nullptr ? dwfl_module_info(module, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr) : nullptr;
+    const std::string function = symbol != nullptr ? demangle(symbol) : fmt::format("{:#x}", frames.address[i]);
+    if (!stop_at.empty() && std::string_view(function).starts_with(stop_at)) break;
+    fmt::format_to(std::back_inserter(text), "\n  #{} {}", i, function);
+    int line = 0;
+    const char* source = nullptr;
+    if (module != nullptr && file != nullptr && !system_library(file)) {
+      if (Dwfl_Line* where = dwfl_module_getsrc(module, pc)) source = dwfl_lineinfo(where, nullptr, &line, nullptr, nullptr, nullptr);
+    }
+    if (source != nullptr) {
+      fmt::format_to(std::back_inserter(text), " at {}:{}", source, line);
+    } else if (file != nullptr) {
+      fmt::format_to(std::back_inserter(text), " in {}", file);
+    }
+  }
+  return text;
+}
+
+}  // namespace mpaio::detail
