@@ -14,6 +14,10 @@ SharedMemoryPool SharedMemoryPool::create(PoolOptions options) {
   if (options.max_blocks < 2 || options.max_references < 1 || options.max_segments < 1) {
     throw InvalidArgument("SharedMemoryPool::create: max_blocks, max_references and max_segments must be positive");
   }
+  if (options.segment_size > kPoolMaxArrayBytes) {
+    throw InvalidArgument(fmt::format("SharedMemoryPool::create: segment_size {} is larger than the largest block ({} "
+                                      "bytes)", options.segment_size, kPoolMaxArrayBytes));
+  }
   const std::size_t size = detail::PoolCore::control_size_for(options);
   SharedMemory control = SharedMemory::create(size, {.kind = options.kind});
   detail::PoolCore::format(*reinterpret_cast<detail::pool::Header*>(control.data()), options, size);

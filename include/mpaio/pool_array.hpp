@@ -26,6 +26,10 @@ namespace mpaio {
 /// Most dimensions a pool array may have.
 inline constexpr std::size_t kPoolMaxDims = 8;
 
+/// Largest array a pool holds, in bytes: 2^49 - 2^44 (about 496 TiB), the largest block its allocator's
+/// size classes reach. SharedMemoryPool rejects larger arrays and segments with InvalidArgument.
+inline constexpr std::size_t kPoolMaxArrayBytes = (std::size_t{1} << 49) - (std::size_t{1} << 44);
+
 /// Identifies an array (or a row range of one) in a pool: pool, segment, block, generation, byte offset,
 /// dtype and shape. Trivially copyable: send it in a task or a result; SharedMemoryPool::attach turns it
 /// back into a PoolArray in well under a microsecond, or fails with StalePoolReference once the block was

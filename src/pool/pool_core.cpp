@@ -53,7 +53,7 @@ PoolRegistry& pools() {
 }
 
 // TLSF size mapping.
-inline unsigned log2_floor(std::uint64_t v) noexcept { return 63u - static_cast<unsigned>(std::countl_zero(v)); }
+constexpr unsigned log2_floor(std::uint64_t v) noexcept { return 63u - static_cast<unsigned>(std::countl_zero(v)); }
 inline void mapping_insert(std::uint64_t size, unsigned& fl, unsigned& sl) noexcept {
   if (size < (std::uint64_t{1} << kFlShift)) {
     fl = 0;
@@ -76,6 +76,11 @@ inline std::uint64_t segment_for(std::uint64_t size) noexcept {
   if (size >= (std::uint64_t{1} << kFlShift)) size = round_up(size, std::uint64_t{1} << (log2_floor(size) - kSlLog2));
   return round_up(size, 4096);
 }
+// The largest block: a request of kPoolMaxArrayBytes is looked up in the last second-level list of the last
+// first level, and its segment_for() stays there.
+static_assert(kPoolMaxArrayBytes % 4096 == 0 &&
+              kPoolMaxArrayBytes + (std::uint64_t{1} << (log2_floor(kPoolMaxArrayBytes) - kSlLog2)) - 1 ==
+                  (std::uint64_t{1} << (kFlCount + kFlShift - 1)) - 1);
 
 }  // namespace
 
@@ -776,6 +781,10 @@ void PoolCore::map_or_release(PoolBlock& out) {
 }
 
 PoolBlock PoolCore::allocate(std::size_t nbytes) {
+  if (nbytes > kPoolMaxArrayBytes) {
+    throw InvalidArgument(fmt::format("SharedMemoryPool::allocate: an array of {} bytes is larger than the largest "
+                                      "block ({} bytes)", nbytes, kPoolMaxArrayBytes));
+  }
   ensure_slot();
   adopt_new_segments();
   const std::uint64_t size = round_up(std::max<std::uint64_t>(nbytes, 1), kAlign);
