@@ -419,24 +419,45 @@ const std::string& PoolCore::segment_name(std::uint32_t segment) {
   return names_[segment];
 }
 
+SegmentRecord PoolCore::segment_record(std::uint32_t segment) {
+  Locked l(*this);
+  if (segment >= h_->segment_count) throw PoolCorrupted(fmt::format("pool {}: no segment {}", name(), segment));
+  return h_->segments[segment];
+}
+
 std::byte* PoolCore::map_segment(std::uint32_t segment) {
-  SegmentRecord rec;
-  {
-    Locked l(*this);
-    if (segment >= h_->segment_count) throw PoolCorrupted(fmt::format("pool {}: no segment {}", name(), segment));
-    rec = h_->segments[segment];
+  SegmentRecord rec = segment_record(segment);
+  std::unique_ptr<SharedMemory> attached;
+  std::unique_ptr<ProcFdSegment> opened;
+  for (;;) {
+    inject(PoolFaultPoint::segment_record_read);
+    try {
+      if (rec.kind == static_cast<std::uint32_t>(SegmentKind::named)) {
+        attached = std::make_unique<SharedMemory>(SharedMemory::attach(rec.name, Access::read_write));
+      } else {
+        opened = std::make_unique<ProcFdSegment>(rec.name, rec.holder_pid, rec.holder_fd, rec.size);
+      }
+      break;
+    } catch (const SystemError& e) {
+      // The owner adopts a segment another process grew by making its record anonymous, then unlinking its
+      // name: a record read as named just before finds no name. Read it again: the owner's descriptor
+      // reaches the segment now.
+      if (rec.kind != static_cast<std::uint32_t>(SegmentKind::named) || e.code() != std::errc::no_such_file_or_directory) {
+        throw;
+      }
+      const SegmentRecord now = segment_record(segment);
+      if (now.kind == rec.kind) throw;
+      rec = now;
+    }
   }
   std::lock_guard local(local_mutex_);
+  // Another thread may have mapped it meanwhile: keep the first mapping (this one goes after the unlock).
   if (std::byte* base = bases_[segment].load(std::memory_order_acquire)) return base;
-  std::byte* base = nullptr;
-  if (rec.kind == static_cast<std::uint32_t>(SegmentKind::named)) {
-    auto seg = std::make_unique<SharedMemory>(SharedMemory::attach(rec.name, Access::read_write));
-    base = seg->data();
-    created_.push_back(std::move(seg));
+  std::byte* const base = attached ? attached->data() : opened->data();
+  if (attached) {
+    created_.push_back(std::move(attached));
   } else {
-    auto seg = std::make_unique<ProcFdSegment>(rec.name, rec.holder_pid, rec.holder_fd, rec.size);
-    base = seg->data();
-    opened_.push_back(std::move(seg));
+    opened_.push_back(std::move(opened));
   }
   names_[segment] = rec.name;
   bases_[segment].store(base, std::memory_order_release);
@@ -874,23 +895,26 @@ PoolBlock PoolCore::adopt(const PoolTransfer& t) {
   if (t.array.pool_id != h_->pool_id) {
     throw StalePoolReference(fmt::format("SharedMemoryPool {}: the transfer belongs to pool {:016x}", name(), t.array.pool_id));
   }
-  // Map the array's segment before taking the token: if this process cannot, the token stays in flight,
-  // untouched, for another try or another process. (An index past the table is left to the checks below.)
-  if (t.array.segment < __atomic_load_n(&h_->segment_count, __ATOMIC_RELAXED)) (void)base_of(t.array.segment);
-  PoolBlock out{};
-  {
-    Locked l(*this);
-    check_record(t.record, record_in_flight, &t, "adopt");
-    check_extent(t.array, "adopt");
-    set(records_[t.record].holder, slot_);
-    set(records_[t.record].state, std::uint32_t{record_held});
-    set(records_[t.record].next_free, kNone);
-    set(h_->in_flight, h_->in_flight - 1);
-    set(h_->references, h_->references + 1);
-    out = block_of(t.record);
+  for (;;) {
+    {
+      Locked l(*this);
+      check_record(t.record, record_in_flight, &t, "adopt");
+      check_extent(t.array, "adopt");  // the token's segment is its block's
+      // The token is taken only once its segment is mapped here: if this process cannot map it, the token
+      // stays in flight, untouched, for another try or another process.
+      if (std::byte* base = bases_[t.array.segment].load(std::memory_order_acquire)) {
+        set(records_[t.record].holder, slot_);
+        set(records_[t.record].state, std::uint32_t{record_held});
+        set(records_[t.record].next_free, kNone);
+        set(h_->in_flight, h_->in_flight - 1);
+        set(h_->references, h_->references + 1);
+        PoolBlock out = block_of(t.record);
+        out.data = base + out.offset;
+        return out;
+      }
+    }
+    (void)map_segment(t.array.segment);
   }
-  out.data = base_of(out.segment) + out.offset;  // mapped above: check_extent made it the token's segment
-  return out;
 }
 
 void PoolCore::drop(const PoolTransfer& t) {

@@ -133,6 +133,8 @@ class PoolCore {
     std::byte* base = bases_[segment].load(std::memory_order_acquire);
     return base != nullptr ? base : map_segment(segment);
   }
+  pool::SegmentRecord segment_record(std::uint32_t segment);  // under the lock
+  /// Maps data segment `segment` here (by name, or through the holder's /proc/<pid>/fd).
   std::byte* map_segment(std::uint32_t segment);
   /// Adds a data segment of segment_size bytes, or larger if that is needed to serve a request of `size`;
   /// false when all max_segments are in use (the caller decides whether that is an error).

@@ -576,6 +576,75 @@ TEST(PoolProcess, ASegmentThatCannotBeMappedLeavesNoReferenceAndTheTokenGood) {
   EXPECT_EQ(pool.stats().blocks_in_use, 2u);  // filler and big
 }
 
+// Issue 11 item 9: a process mapping a segment read the segment's record under the lock as named, released
+// the lock, then opened the name. The owner could adopt the segment in between (make the record anonymous
+// and unlink the name), and the open failed with ENOENT although the segment was still reachable through
+// the owner's descriptor. The fault hook stops the mapping process right there while the owner adopts the
+// segment, for attach() and then for adopt(); both must map the segment and read the array.
+const Pipe* g_paused = nullptr;  // mapping process -> owner: 'p' at every pause
+const Pipe* g_resume = nullptr;  // owner -> mapping process: go on
+void pause_at_segment_record(PoolFaultPoint point) {
+  if (point != PoolFaultPoint::segment_record_read) return;
+  g_paused->put('p');
+  (void)g_resume->get<char>();
+}
+
+TEST(PoolProcess, MappingASegmentWhileTheOwnerAdoptsItFindsItThroughTheOwner) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create({.segment_size = 1 << 20, .max_segments = 8, .max_blocks = 4096,
+                                        .max_references = 4096});
+  Pipe to_owner;   // 'p': paused in the mapping; 'g': grow the next segment; 'd': done
+  Pipe to_mapper;  // 'r': resume
+  Pipe grown;      // transfers of the arrays the growers allocated
+  const pid_t mapper = mpaio_test::spawn_child([&] {
+    g_paused = &to_owner;
+    g_resume = &to_mapper;
+    mpaio::detail::set_pool_fault_hook(&pause_at_segment_record);
+    int code = 0;
+    try {
+      to_owner.put('g');
+      const auto first = grown.get<PoolTransfer>();
+      auto attached = pool.attach<std::int32_t>(first.array);  // pauses while the owner adopts the segment
+      if (attached[attached.size() - 1] != 1) code = 1;
+      to_owner.put('g');
+      auto adopted = pool.adopt<std::int32_t>(grown.get<PoolTransfer>());  // the same with adopt()
+      if (adopted[adopted.size() - 1] != 2) code = 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mapper: %s\n", e.what());
+      code = 3;
+    }
+    to_owner.put('d');
+    return code;
+  });
+  std::vector<pid_t> growers;
+  int pauses = 0;
+  for (char c = to_owner.get<char>(); c != 'd'; c = to_owner.get<char>()) {
+    if (c == 'g') {
+      // A process other than the owner adds a segment (created named) and leaves; the owner has not seen it.
+      const auto mark = static_cast<std::int32_t>(growers.size() + 1);
+      growers.push_back(mpaio_test::spawn_child([&] {
+        auto big = pool.allocate<std::int32_t>({std::size_t{1} << 19});  // 2 MiB: a segment of its own
+        std::fill(big.begin(), big.end(), mark);
+        grown.put(pool.send(big));
+        return 0;
+      }));
+      ASSERT_TRUE(mpaio_test::wait_child(growers.back()).exited_with(0));
+    } else {
+      ++pauses;
+      auto any = pool.allocate<std::uint8_t>({1});  // the owner's next operation adopts the new segment
+      to_mapper.put('r');
+    }
+  }
+  const auto result = mpaio_test::wait_child(mapper);
+  EXPECT_TRUE(result.exited_with(0)) << result.describe();
+  EXPECT_GE(pauses, 2);
+  EXPECT_EQ(pool.stats().segments, 3u);
+  pool.reclaim_dead();
+  pool.release_orphaned_transfers();  // the first array's transfer: its sender left
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  pool.check_invariants();
+}
+
 // ---- leaving a pool ------------------------------------------------------------------------------------------
 
 TEST(PoolProcess, ANormalDetachReleasesTransfersToItAndOrphansThoseItSent) {
