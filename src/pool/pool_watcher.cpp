@@ -226,10 +226,17 @@ bool PoolWatcher::rescan() {
     if (!live || w.pidfd >= 0) continue;
     const int fd = pidfd_open(s.pid);
     if (fd < 0) {
-      if (errno == ESRCH) {
+      const int err = errno;
+      if (err == ESRCH) {
         core_.reclaim_slot(i, s.pid, s.start_time);  // gone (and reaped) already
+      } else if (err == EMFILE || err == ENFILE || err == ENOMEM) {
+        complete = false;  // no resources now: try again later
+      } else if (process_status(s.pid).gone(s.start_time)) {
+        // EINVAL: the pid names a thread now (the process died and its pid was reused as a thread id), and
+        // pidfds are for processes only. /proc tells by the start time.
+        core_.reclaim_slot(i, s.pid, s.start_time);
       } else {
-        complete = false;  // EMFILE and the like: try again later
+        complete = false;
       }
       continue;
     }

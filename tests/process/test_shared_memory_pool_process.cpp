@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <map>
 #include <numeric>
 #include <set>
@@ -33,6 +34,7 @@
 
 #include "../../examples/seed_workers.hpp"
 #include "mpaio/mpaio.hpp"
+#include "pool/pool_layout.hpp"
 #include "support/child_process.hpp"
 #include "support/watchdog.hpp"
 
@@ -294,6 +296,53 @@ TEST(PoolProcess, TheOwnerReclaimsASigkilledProcessHolding1000BlocksByItself) {
   s = pool.stats();
   EXPECT_EQ(s.blocks_in_use, 1u);
   EXPECT_EQ(s.bytes_in_use, 64u);
+  pool.check_invariants();
+}
+
+// Issue 11 item 10: a registered process that died and whose pid was then reused as a thread id (of any
+// process) was never reclaimed by the watcher: pidfd_open of a thread id fails with EINVAL, which the
+// watcher treated like a lack of descriptors and retried every 250 ms for ever. Here the slot names a live
+// thread of this process with another start time: what a dead process's slot looks like once its pid
+// names a thread. The watcher must find it gone from /proc (the start time differs) and reclaim it.
+TEST(PoolProcess, TheWatcherReclaimsAProcessWhosePidNowNamesAThread) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create(test_pool());
+  ASSERT_TRUE(pool.watching()) << "no pidfd_open on this kernel?";
+  std::promise<pid_t> started;
+  std::promise<void> stop;
+  std::thread thread([&, stopped = stop.get_future()] {
+    started.set_value(static_cast<pid_t>(::gettid()));
+    stopped.wait();
+  });
+  const pid_t thread_id = started.get_future().get();
+  {
+    auto a = pool.allocate<std::int32_t>({16});
+    (void)pool.send(a, thread_id);  // registers a slot for the thread id, with the thread's start time
+  }
+  EXPECT_EQ(pool.stats().in_flight, 1u);
+  {
+    // Under the pool's lock, as the pool would write it: the slot's process started at another time.
+    auto control = mpaio::SharedMemory::attach(pool.name(), mpaio::Access::read_write);
+    auto* header = reinterpret_cast<mpaio::detail::pool::Header*>(control.data());
+    ASSERT_EQ(::pthread_mutex_lock(&header->mutex), 0);
+    int found = 0;
+    for (auto& slot : header->processes) {
+      if (slot.state == mpaio::detail::pool::slot_live && slot.pid == thread_id) {
+        slot.start_time += 1;
+        ++found;
+      }
+    }
+    ::pthread_mutex_unlock(&header->mutex);
+    ASSERT_EQ(found, 1);
+  }
+  const auto took = wait_until([&] { return pool.stats().reclaimed_references == 1; }, std::chrono::seconds(10));
+  EXPECT_GE(took.count(), 0) << "the slot of a pid that names a thread was not reclaimed within 10 s";
+  stop.set_value();
+  thread.join();
+  const auto s = pool.stats();
+  EXPECT_EQ(s.processes, 1u);
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_EQ(s.bytes_in_use, 0u);
   pool.check_invariants();
 }
 
