@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -266,7 +267,10 @@ std::size_t PoolCore::control_size_for(const PoolOptions& o) {
 }
 
 void PoolCore::format(Header& h, const PoolOptions& o, std::size_t control_size) {
-  std::memset(static_cast<void*>(&h), 0, sizeof h);
+  // A process may attach while this runs: `magic` is written last (release) and read first (acquire), and
+  // nothing else writes it.
+  static_assert(offsetof(Header, magic) == 0);
+  std::memset(reinterpret_cast<std::byte*>(&h) + sizeof h.magic, 0, sizeof h - sizeof h.magic);
   h.version = kVersion;
   h.kind = static_cast<std::uint32_t>(o.kind);
   h.max_blocks = o.max_blocks;
@@ -302,8 +306,12 @@ void PoolCore::format(Header& h, const PoolOptions& o, std::size_t control_size)
   h.processes[0].start_time = own_start_time("SharedMemoryPool::create");
   h.processes[0].state = slot_live;
   h.process_count = 1;
-  std::atomic_thread_fence(std::memory_order_release);
-  h.magic = kMagic;
+  __atomic_store_n(&h.magic, kMagic, __ATOMIC_RELEASE);
+}
+
+bool PoolCore::formatted(const Header& h, std::size_t control_size) noexcept {
+  return __atomic_load_n(&h.magic, __ATOMIC_ACQUIRE) == kMagic && h.version == kVersion &&
+         h.control_size == control_size;
 }
 
 PoolCore::PoolCore(SharedMemory control, bool owner) : control_(std::move(control)), owner_(owner) {
@@ -313,7 +321,7 @@ PoolCore::PoolCore(SharedMemory control, bool owner) : control_(std::move(contro
                                       control_.size()));
   }
   h_ = reinterpret_cast<Header*>(control_.data());
-  if (h_->magic != kMagic || h_->version != kVersion || h_->control_size != control_.size()) {
+  if (!formatted(*h_, control_.size())) {
     throw InvalidArgument(fmt::format("SharedMemoryPool: segment {} is not an mpaio pool (version {})", control_.name(),
                                       kVersion));
   }

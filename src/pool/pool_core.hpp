@@ -72,6 +72,8 @@ class PoolCore {
   /// Formats a fresh control segment.
   static void format(pool::Header& h, const PoolOptions& options, std::size_t control_size);
   static std::size_t control_size_for(const PoolOptions& options);
+  /// Whether `h` is a formatted control header of a segment of `control_size` bytes.
+  static bool formatted(const pool::Header& h, std::size_t control_size) noexcept;
 
   PoolBlock allocate(std::size_t nbytes);
   PoolBlock attach(const PoolArrayRef& ref);
