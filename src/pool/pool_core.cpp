@@ -1,5 +1,6 @@
 #include "pool/pool_core.hpp"
 
+#include "pool/local_pools.hpp"
 #include "pool/pool_watcher.hpp"
 
 #include <fcntl.h>
@@ -28,30 +29,12 @@ namespace mpaio::detail {
 
 using namespace pool;
 
-std::atomic<std::uint64_t> pool_fork_epoch{1};
-
 namespace {
 
 std::atomic<PoolFaultHook> fault_hook{nullptr};
 
 inline void inject(PoolFaultPoint point) {
   if (auto hook = fault_hook.load(std::memory_order_relaxed)) hook(point);
-}
-
-void install_fork_handler() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    ::pthread_atfork(nullptr, nullptr, [] { pool_fork_epoch.fetch_add(1, std::memory_order_relaxed); });
-  });
-}
-
-struct PoolRegistry {
-  std::mutex mutex;
-  std::map<std::uint64_t, PoolCore*> by_id;
-};
-PoolRegistry& pools() {
-  static auto* instance = new PoolRegistry;  // never destroyed: pools may outlive static destruction
-  return *instance;
 }
 
 // TLSF size mapping.
@@ -315,7 +298,6 @@ bool PoolCore::formatted(const Header& h, std::size_t control_size) noexcept {
 }
 
 PoolCore::PoolCore(SharedMemory control, bool owner) : control_(std::move(control)), owner_(owner) {
-  install_fork_handler();
   if (control_.size() < sizeof(Header)) {
     throw InvalidArgument(fmt::format("SharedMemoryPool: segment {} ({} bytes) is too small to be a pool", control_.name(),
                                       control_.size()));
@@ -331,17 +313,12 @@ PoolCore::PoolCore(SharedMemory control, bool owner) : control_(std::move(contro
     slot_ = 0;
     epoch_.store(pool_fork_epoch.load(), std::memory_order_release);
   }
-  std::lock_guard lock(pools().mutex);
-  pools().by_id[h_->pool_id] = this;
+  add_local_pool(*this);
 }
 
 PoolCore::~PoolCore() {
   watcher_.reset();  // the thread reads the control segment
-  {
-    std::lock_guard lock(pools().mutex);
-    auto it = pools().by_id.find(h_->pool_id);
-    if (it != pools().by_id.end() && it->second == this) pools().by_id.erase(it);
-  }
+  remove_local_pool(*this);
   if (owner_ && epoch_ == pool_fork_epoch.load()) {
     for (std::uint32_t s = 0; s < h_->segment_count && s < kMaxSegments; ++s) {
       if (h_->segments[s].kind == static_cast<std::uint32_t>(SegmentKind::named)) ::shm_unlink(h_->segments[s].name);
@@ -509,10 +486,12 @@ void PoolCore::adopt_segments() {
       continue;  // its creator died before anyone mapped it: its blocks are lost until the pool goes
     }
     if (h_->kind != static_cast<std::uint32_t>(SegmentKind::anonymous)) continue;
-    std::lock_guard local(local_mutex_);
-    SharedMemory* held = nullptr;
-    for (auto& seg : created_) {
-      if (seg->name() == names_[s] && seg->kind() == SegmentKind::named) held = seg.get();
+    SharedMemory* held = nullptr;  // created_ only grows: the pointer stays good after the unlock
+    {
+      std::lock_guard local(local_mutex_);
+      for (auto& seg : created_) {
+        if (seg->name() == names_[s] && seg->kind() == SegmentKind::named) held = seg.get();
+      }
     }
     if (held == nullptr) continue;
     {
@@ -1149,10 +1128,4 @@ std::uint64_t pool_id(const PoolCore& core) noexcept { return core.id(); }
 const std::string& pool_segment_name(const PoolCore& core, std::uint32_t segment) {
   return const_cast<PoolCore&>(core).segment_name(segment);
 }
-PoolCore* find_pool(std::uint64_t id) noexcept {
-  std::lock_guard lock(pools().mutex);
-  auto it = pools().by_id.find(id);
-  return it == pools().by_id.end() ? nullptr : it->second;
-}
-
 }  // namespace mpaio::detail

@@ -21,6 +21,7 @@
 namespace mpaio::detail {
 
 class PoolWatcher;
+struct LocalPoolsFork;
 
 /// What /proc/<pid>/stat tells about a process.
 struct ProcessStatus {
@@ -111,6 +112,7 @@ class PoolCore {
   SharedMemoryPool* object = nullptr;  ///< the SharedMemoryPool that owns this core (for find())
 
  private:
+  friend struct LocalPoolsFork;
   class Locked;
   template <class T>
   void set(T& field, T value) noexcept;
@@ -178,10 +180,12 @@ class PoolCore {
   bool owner_ = false;
   std::uint32_t slot_ = pool::kNone;
   std::atomic<std::uint64_t> epoch_{0};
+  // Both mutexes are held by the fork handlers while fork() runs (local_pools.hpp), so that a child never
+  // inherits one locked by another thread. Order: register_mutex_, then local_mutex_, held briefly.
   std::mutex register_mutex_;  // one thread registers a forked child; the others wait and see its epoch
   std::atomic<std::uint32_t> known_segments_{0};  // owner: segments adopted so far
   std::array<std::atomic<std::byte*>, pool::kMaxSegments> bases_{};
-  std::mutex local_mutex_;  // guards the three below
+  std::mutex local_mutex_;  // guards the three below; held for a few memory operations, no other lock under it
   std::array<std::string, pool::kMaxSegments> names_;
   std::vector<std::unique_ptr<SharedMemory>> created_;
   std::vector<std::unique_ptr<ProcFdSegment>> opened_;

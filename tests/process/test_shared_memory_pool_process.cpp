@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <functional>
 #include <future>
+#include <mutex>
 #include <map>
 #include <numeric>
 #include <set>
@@ -938,6 +939,86 @@ INSTANTIATE_TEST_SUITE_P(
                                          PoolFaultPoint::reference_taken, PoolFaultPoint::block_merged,
                                          PoolFaultPoint::reference_released, PoolFaultPoint::before_commit),
                        ::testing::Values(1, 17, 60)));
+
+// ---- fork() beside threads ----------------------------------------------------------------------------------
+
+// Issue 11 item 14: a pool's local and registration mutexes and the process-wide list of pools are locks of
+// one process. A thread that held one when another thread forked left it locked for ever in the child, whose
+// first use of it then hung. Threads hammer each of them while the process forks again and again, and each
+// child uses them all. Not deterministic: the fork must come while another thread holds a lock, which the
+// tight loops make likely (before the fork handlers the first rounds hung a child, killed after 5 s).
+TEST(PoolProcess, ForksBesideThreadsHoldingThePoolsLocksLeaveTheChildAUsablePool) {
+  mpaio_test::Watchdog watchdog(180);
+  // No watcher threads: this process forks single-threaded, so that its children may start threads.
+  auto pool = SharedMemoryPool::create(unwatched_pool());
+  auto named = SharedMemoryPool::create({.kind = mpaio::SegmentKind::named, .segment_size = 1 << 20,
+                                         .max_blocks = 1024, .max_references = 1024, .watch_processes = false});
+  const std::string named_name = named.name();
+  constexpr int kRounds = 8;
+  constexpr int kForks = 25;
+  for (int round = 0; round < kRounds; ++round) {
+    const auto result = mpaio_test::run_in_child([&] {
+      std::atomic<bool> stop{false};
+      // The pool that a thread has just attached and is registering (its registration mutex is taken),
+      // published under `published` so that a fork sees it alive.
+      std::mutex published;
+      SharedMemoryPool* registering = nullptr;
+      std::vector<std::thread> threads;
+      threads.emplace_back([&] {  // the local mutex: meta() reads a segment name under it
+        auto a = pool.allocate<std::int32_t>({16});
+        while (!stop.load()) (void)a.meta();
+      });
+      threads.emplace_back([&] {  // the list of pools
+        while (!stop.load()) (void)SharedMemoryPool::find(pool.id());
+      });
+      threads.emplace_back([&] {  // registration: a pool attached by name registers on its first call
+        while (!stop.load()) {
+          auto attached = SharedMemoryPool::attach(named_name);
+          {
+            std::lock_guard lock(published);
+            registering = &attached;
+          }
+          (void)attached.release_orphaned_transfers();
+          std::lock_guard lock(published);
+          registering = nullptr;
+        }
+      });
+      int failed = 0;
+      for (int fork = 0; fork < kForks && failed == 0; ++fork) {
+        published.lock();
+        SharedMemoryPool* other = registering;
+        std::fflush(nullptr);
+        const pid_t child = ::fork();
+        if (child == 0) {
+          // One thread here: every lock another thread held at the fork must be free.
+          auto a = pool.allocate<std::int32_t>({16});  // registers this process
+          if (a.meta().shm_name.empty()) ::_exit(2);
+          if (SharedMemoryPool::find(pool.id()) != &pool) ::_exit(3);
+          auto b = pool.adopt<std::int32_t>(pool.send(a));
+          if (other != nullptr) (void)other->release_orphaned_transfers();  // registers with the named pool
+          ::_exit(0);
+        }
+        published.unlock();
+        const auto r = mpaio_test::wait_child(child, std::chrono::seconds(5));
+        if (!r.exited_with(0)) {
+          std::fprintf(stderr, "fork %d: the child %s\n", fork, r.describe().c_str());
+          failed = 1;
+        }
+        pool.reclaim_dead();  // the child's slot
+      }
+      stop.store(true);
+      for (auto& t : threads) t.join();
+      return failed;
+    }, std::chrono::seconds(60));
+    ASSERT_TRUE(result.exited_with(0)) << "round " << round << ": " << result.describe();
+    pool.reclaim_dead();
+    named.reclaim_dead();
+  }
+  pool.check_invariants();
+  named.check_invariants();
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  EXPECT_EQ(named.stats().processes, 1u);
+}
 
 // ---- arrays returned by ProcessPoolExecutor workers ---------------------------------------------------------
 
