@@ -18,9 +18,9 @@ SharedMemoryPool SharedMemoryPool::create(PoolOptions options) {
     throw InvalidArgument(fmt::format("SharedMemoryPool::create: segment_size {} is larger than the largest block ({} "
                                       "bytes)", options.segment_size, kPoolMaxArrayBytes));
   }
-  const std::size_t size = detail::PoolCore::control_size_for(options);
+  const std::size_t size = detail::pool::control_size_for(options);
   SharedMemory control = SharedMemory::create(size, {.kind = options.kind});
-  detail::PoolCore::format(*reinterpret_cast<detail::pool::Header*>(control.data()), options, size);
+  detail::pool::format_control(*reinterpret_cast<detail::pool::ControlHeader*>(control.data()), options, size);
   SharedMemoryPool pool(std::make_unique<detail::PoolCore>(std::move(control), true));
   pool.core_->add_first_segment();  // held by the owner, so that it outlives any worker
   if (options.watch_processes) pool.core_->start_watcher();

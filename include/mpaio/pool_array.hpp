@@ -16,7 +16,7 @@
 #include "mpaio/array_meta.hpp"
 #include "mpaio/array_view.hpp"
 #include "mpaio/codec.hpp"
-#include "mpaio/detail/pool_core.hpp"
+#include "mpaio/detail/pool_access.hpp"
 #include "mpaio/dtype.hpp"
 #include "mpaio/pool_error.hpp"
 #include "mpaio/range.hpp"

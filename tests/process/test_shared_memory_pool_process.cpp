@@ -35,7 +35,7 @@
 
 #include "../../examples/seed_workers.hpp"
 #include "mpaio/mpaio.hpp"
-#include "pool/pool_layout.hpp"
+#include "pool/control_segment.hpp"
 #include "support/child_process.hpp"
 #include "support/watchdog.hpp"
 
@@ -324,7 +324,7 @@ TEST(PoolProcess, TheWatcherReclaimsAProcessWhosePidNowNamesAThread) {
   {
     // Under the pool's lock, as the pool would write it: the slot's process started at another time.
     auto control = mpaio::SharedMemory::attach(pool.name(), mpaio::Access::read_write);
-    auto* header = reinterpret_cast<mpaio::detail::pool::Header*>(control.data());
+    auto* header = reinterpret_cast<mpaio::detail::pool::ControlHeader*>(control.data());
     ASSERT_EQ(::pthread_mutex_lock(&header->mutex), 0);
     int found = 0;
     for (auto& slot : header->processes) {

@@ -12,31 +12,30 @@
 #include <new>
 #include <thread>
 
-#include "pool/pool_core.hpp"
+#include "pool/control_segment.hpp"
 
 namespace {
 
-using mpaio::detail::PoolCore;
-namespace layout = mpaio::detail::pool;
+namespace pool = mpaio::detail::pool;
 
 /// Zeroed memory for a control header, as a fresh segment is.
 struct HeaderBuffer {
-  HeaderBuffer() : bytes(new (std::align_val_t{64}) std::byte[sizeof(layout::Header)]()) {}
+  HeaderBuffer() : bytes(new (std::align_val_t{64}) std::byte[sizeof(pool::ControlHeader)]()) {}
   ~HeaderBuffer() { ::operator delete[](bytes, std::align_val_t{64}); }
   HeaderBuffer(const HeaderBuffer&) = delete;
   HeaderBuffer& operator=(const HeaderBuffer&) = delete;
-  layout::Header& header() { return *reinterpret_cast<layout::Header*>(bytes); }
+  pool::ControlHeader& header() { return *reinterpret_cast<pool::ControlHeader*>(bytes); }
   std::byte* bytes;
 };
 
 TEST(PoolControlSegment, AFormattedHeaderIsRecognisedWithItsSize) {
   const mpaio::PoolOptions options{.max_blocks = 100, .max_references = 200};
-  const std::size_t size = PoolCore::control_size_for(options);
+  const std::size_t size = pool::control_size_for(options);
   HeaderBuffer buffer;
-  EXPECT_FALSE(PoolCore::formatted(buffer.header(), size));
-  PoolCore::format(buffer.header(), options, size);
-  EXPECT_TRUE(PoolCore::formatted(buffer.header(), size));
-  EXPECT_FALSE(PoolCore::formatted(buffer.header(), size + 4096));  // another segment's size: not this pool
+  EXPECT_FALSE(pool::is_formatted(buffer.header(), size));
+  pool::format_control(buffer.header(), options, size);
+  EXPECT_TRUE(pool::is_formatted(buffer.header(), size));
+  EXPECT_FALSE(pool::is_formatted(buffer.header(), size + 4096));  // another segment's size: not this pool
   EXPECT_EQ(buffer.header().max_blocks, 100u);
   EXPECT_EQ(buffer.header().max_records, 200u);
   EXPECT_EQ(buffer.header().processes[0].pid, ::getpid());
@@ -50,22 +49,22 @@ TEST(PoolControlSegment, AFormattedHeaderIsRecognisedWithItsSize) {
 // is a plain access (the tsan preset halts on it); the other builds check the fields.
 TEST(PoolControlSegment, AHeaderSeenFormattedWhileBeingFormattedIsComplete) {
   const mpaio::PoolOptions options{.max_blocks = 100, .max_references = 200};
-  const std::size_t size = PoolCore::control_size_for(options);
+  const std::size_t size = pool::control_size_for(options);
   for (int round = 0; round < 20; ++round) {
     HeaderBuffer buffer;
     std::atomic<bool> go{false};
     bool complete = false;
     std::thread attacher([&] {
       go.store(true);
-      while (!PoolCore::formatted(buffer.header(), size)) {
+      while (!pool::is_formatted(buffer.header(), size)) {
       }
-      const layout::Header& h = buffer.header();
+      const pool::ControlHeader& h = buffer.header();
       complete = h.pool_id != 0 && h.max_blocks == 100 && h.max_records == 200 && h.processes[0].pid == ::getpid() &&
                  h.process_count == 1 && h.records_offset > h.blocks_offset;
     });
     while (!go.load()) {
     }
-    PoolCore::format(buffer.header(), options, size);
+    pool::format_control(buffer.header(), options, size);
     attacher.join();
     EXPECT_TRUE(complete) << "round " << round;
   }

@@ -13,7 +13,7 @@
 
 #include "mpaio/pool_error.hpp"
 #include "mpaio/shared_memory.hpp"
-#include "pool/pool_core.hpp"
+#include "pool/proc_fd_segment.hpp"
 
 namespace {
 

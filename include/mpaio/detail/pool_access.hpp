@@ -1,6 +1,6 @@
 #pragma once
-// The non-template part of SharedMemoryPool that PoolArray<T> calls into. PoolCore itself lives in
-// src/pool/; templates see it only through these functions.
+// The non-template part of SharedMemoryPool that PoolArray<T> and SharedMemoryPool's templates call into.
+// PoolCore itself lives in src/pool/pool_core.hpp; templates see it only through these functions.
 
 #include <atomic>
 #include <cstddef>
