@@ -78,7 +78,8 @@ struct PoolStats {
 /// are mapped on first use (anonymous ones through /proc/<pid>/fd of the process that holds them). Pool
 /// arrays can be given to the orchestrator like SharedArrays (through meta()).
 ///
-/// Thread safety: every member may be called from any thread of any process.
+/// Thread safety: every member may be called from any thread of any process, and any thread may fork()
+/// meanwhile: fork handlers hold the pool's process-local locks across it, so the child finds them free.
 class SharedMemoryPool {
  public:
   /// Creates a pool (the control segment now, data segments on demand); this process is its owner.
