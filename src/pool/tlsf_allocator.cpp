@@ -146,27 +146,26 @@ void TlsfAllocator::give_back(std::uint32_t b) {
   tlsf_free(b);
 }
 
+void TlsfAllocator::absorb(std::uint32_t left, std::uint32_t right) {
+  const std::uint32_t after = blocks_[right].phys_next;
+  set(blocks_[left].size, blocks_[left].size + blocks_[right].size);
+  set(blocks_[left].phys_next, after);
+  if (after != kNone) set(blocks_[after].phys_prev, left);
+  retire_desc(right);
+  inject_fault(PoolFaultPoint::block_merged);
+}
+
 void TlsfAllocator::tlsf_free(std::uint32_t b) {
   const std::uint32_t prev = blocks_[b].phys_prev;
   if (prev != kNone && blocks_[prev].state == block_free) {
     remove_free(prev);
-    const std::uint32_t next = blocks_[b].phys_next;
-    set(blocks_[prev].size, blocks_[prev].size + blocks_[b].size);
-    set(blocks_[prev].phys_next, next);
-    if (next != kNone) set(blocks_[next].phys_prev, prev);
-    retire_desc(b);
-    inject_fault(PoolFaultPoint::block_merged);
+    absorb(prev, b);
     b = prev;
   }
   const std::uint32_t next = blocks_[b].phys_next;
   if (next != kNone && blocks_[next].state == block_free) {
     remove_free(next);
-    const std::uint32_t after = blocks_[next].phys_next;
-    set(blocks_[b].size, blocks_[b].size + blocks_[next].size);
-    set(blocks_[b].phys_next, after);
-    if (after != kNone) set(blocks_[after].phys_prev, b);
-    retire_desc(next);
-    inject_fault(PoolFaultPoint::block_merged);
+    absorb(b, next);
   }
   insert_free(b);
 }

@@ -134,6 +134,8 @@ class TlsfAllocator {
     journal_.set(field, value);
   }
   void tlsf_free(std::uint32_t b);
+  /// Free block `left` grows over its physical neighbour `right`, whose descriptor is retired.
+  void absorb(std::uint32_t left, std::uint32_t right);
   void insert_free(std::uint32_t b);
   void remove_free(std::uint32_t b);
   std::uint32_t new_desc();
