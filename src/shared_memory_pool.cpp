@@ -14,9 +14,13 @@ SharedMemoryPool SharedMemoryPool::create(PoolOptions options) {
   if (options.max_blocks < 2 || options.max_references < 1 || options.max_segments < 1) {
     throw InvalidArgument("SharedMemoryPool::create: max_blocks, max_references and max_segments must be positive");
   }
-  const std::size_t size = detail::PoolCore::control_size_for(options);
+  if (options.segment_size > kPoolMaxArrayBytes) {
+    throw InvalidArgument(fmt::format("SharedMemoryPool::create: segment_size {} is larger than the largest block ({} "
+                                      "bytes)", options.segment_size, kPoolMaxArrayBytes));
+  }
+  const std::size_t size = detail::pool::control_size_for(options);
   SharedMemory control = SharedMemory::create(size, {.kind = options.kind});
-  detail::PoolCore::format(*reinterpret_cast<detail::pool::Header*>(control.data()), options, size);
+  detail::pool::format_control(*reinterpret_cast<detail::pool::ControlHeader*>(control.data()), options, size);
   SharedMemoryPool pool(std::make_unique<detail::PoolCore>(std::move(control), true));
   pool.core_->add_first_segment();  // held by the owner, so that it outlives any worker
   if (options.watch_processes) pool.core_->start_watcher();

@@ -16,7 +16,7 @@
 #include "mpaio/array_meta.hpp"
 #include "mpaio/array_view.hpp"
 #include "mpaio/codec.hpp"
-#include "mpaio/detail/pool_core.hpp"
+#include "mpaio/detail/pool_access.hpp"
 #include "mpaio/dtype.hpp"
 #include "mpaio/pool_error.hpp"
 #include "mpaio/range.hpp"
@@ -25,6 +25,10 @@ namespace mpaio {
 
 /// Most dimensions a pool array may have.
 inline constexpr std::size_t kPoolMaxDims = 8;
+
+/// Largest array a pool holds, in bytes: 2^49 - 2^44 (about 496 TiB), the largest block its allocator's
+/// size classes reach. SharedMemoryPool rejects larger arrays and segments with InvalidArgument.
+inline constexpr std::size_t kPoolMaxArrayBytes = (std::size_t{1} << 49) - (std::size_t{1} << 44);
 
 /// Identifies an array (or a row range of one) in a pool: pool, segment, block, generation, byte offset,
 /// dtype and shape. Trivially copyable: send it in a task or a result; SharedMemoryPool::attach turns it

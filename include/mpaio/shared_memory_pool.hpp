@@ -25,7 +25,8 @@ struct PoolOptions {
   /// anonymous (memfd, default: cannot leak) or named (/dev/shm: numpy and other programs attach by name).
   SegmentKind kind = SegmentKind::anonymous;
   /// Bytes of each data segment added on demand. A larger request gets a segment of its own: its size
-  /// rounded up to the allocator's size class (at most 1/16 more), then to a page.
+  /// rounded up to the allocator's size class (at most 1/16 more), then to a page. At most
+  /// kPoolMaxArrayBytes (create() throws InvalidArgument beyond).
   std::size_t segment_size = std::size_t{64} << 20;
   /// Most data segments the pool may add (at most 64); allocation fails with PoolExhausted beyond.
   std::uint32_t max_segments = 64;
@@ -77,7 +78,8 @@ struct PoolStats {
 /// are mapped on first use (anonymous ones through /proc/<pid>/fd of the process that holds them). Pool
 /// arrays can be given to the orchestrator like SharedArrays (through meta()).
 ///
-/// Thread safety: every member may be called from any thread of any process.
+/// Thread safety: every member may be called from any thread of any process, and any thread may fork()
+/// meanwhile: fork handlers hold the pool's process-local locks across it, so the child finds them free.
 class SharedMemoryPool {
  public:
   /// Creates a pool (the control segment now, data segments on demand); this process is its owner.
@@ -94,8 +96,9 @@ class SharedMemoryPool {
   /// keep valid memory. Arrays of this pool must be gone first.
   ~SharedMemoryPool();
 
-  /// Allocates an array of the given shape (contents unspecified). Throws InvalidArgument for an empty or
-  /// too large shape, PoolExhausted when no segment may be added.
+  /// Allocates an array of the given shape (contents unspecified). Throws InvalidArgument for an empty shape
+  /// or one whose byte size overflows or exceeds kPoolMaxArrayBytes (the message names the size),
+  /// PoolExhausted when no segment may be added.
   template <Element T>
   PoolArray<T> allocate(std::span<const std::size_t> shape) {
     std::array<std::uint64_t, kPoolMaxDims> extents{};

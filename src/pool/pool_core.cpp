@@ -1,198 +1,34 @@
 #include "pool/pool_core.hpp"
 
-#include "pool/pool_watcher.hpp"
-
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <pthread.h>
-#include <signal.h>
-#include <sys/random.h>
-#include <sys/stat.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <bit>
-#include <cstdio>
 #include <cstring>
 #include <exception>
-#include <map>
+#include <iterator>
 
 #include <fmt/format.h>
 
-#include "mpaio/detail/segment_registry.hpp"
-#include "mpaio/detail/syscall.hpp"
+#include "os/process_status.hpp"
+#include "pool/fault_injection.hpp"
+#include "pool/local_pools.hpp"
+#include "pool/pool_checker.hpp"
+#include "pool/pool_watcher.hpp"
+#include "pool/proc_fd_segment.hpp"
 
 namespace mpaio::detail {
 
 using namespace pool;
 
-std::atomic<std::uint64_t> pool_fork_epoch{1};
-
-namespace {
-
-std::atomic<PoolFaultHook> fault_hook{nullptr};
-
-inline void inject(PoolFaultPoint point) {
-  if (auto hook = fault_hook.load(std::memory_order_relaxed)) hook(point);
-}
-
-void install_fork_handler() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    ::pthread_atfork(nullptr, nullptr, [] { pool_fork_epoch.fetch_add(1, std::memory_order_relaxed); });
-  });
-}
-
-struct PoolRegistry {
-  std::mutex mutex;
-  std::map<std::uint64_t, PoolCore*> by_id;
-};
-PoolRegistry& pools() {
-  static auto* instance = new PoolRegistry;  // never destroyed: pools may outlive static destruction
-  return *instance;
-}
-
-// TLSF size mapping.
-inline unsigned log2_floor(std::uint64_t v) noexcept { return 63u - static_cast<unsigned>(std::countl_zero(v)); }
-inline void mapping_insert(std::uint64_t size, unsigned& fl, unsigned& sl) noexcept {
-  if (size < (std::uint64_t{1} << kFlShift)) {
-    fl = 0;
-    sl = static_cast<unsigned>(size >> kAlignLog2);
-  } else {
-    const unsigned f = log2_floor(size);
-    sl = static_cast<unsigned>(size >> (f - kSlLog2)) ^ kSlCount;
-    fl = f - kFlShift + 1;
-  }
-}
-inline void mapping_search(std::uint64_t size, unsigned& fl, unsigned& sl) noexcept {
-  if (size >= (std::uint64_t{1} << kFlShift)) size += (std::uint64_t{1} << (log2_floor(size) - kSlLog2)) - 1;
-  mapping_insert(size, fl, sl);
-}
-inline std::uint64_t round_up(std::uint64_t v, std::uint64_t to) noexcept { return (v + to - 1) / to * to; }
-/// The smallest segment in which a request of `size` bytes is found: mapping_search looks from the
-/// second-level class above `size` up, so the segment must reach that class's lower bound (size rounded up
-/// to 1/16 of its power of two), then a whole page.
-inline std::uint64_t segment_for(std::uint64_t size) noexcept {
-  if (size >= (std::uint64_t{1} << kFlShift)) size = round_up(size, std::uint64_t{1} << (log2_floor(size) - kSlLog2));
-  return round_up(size, 4096);
-}
-
-}  // namespace
-
-void set_pool_fault_hook(PoolFaultHook hook) noexcept { fault_hook.store(hook); }
-
-ProcessStatus process_status(pid_t pid) noexcept {
-  using State = ProcessStatus::State;
-  // ENOENT: no /proc/<pid>; ESRCH: it exited between open() and read(). Anything else says nothing.
-  auto failed = [](int err) {
-    return err == ENOENT || err == ESRCH ? ProcessStatus{State::dead, 0, err} : ProcessStatus{State::unknown, 0, err};
-  };
-  char path[40];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return failed(errno);
-  char line[1024];
-  ssize_t got = -1;
-  do {
-    got = ::read(fd, line, sizeof line - 1);
-  } while (got < 0 && errno == EINTR);
-  const int read_error = errno;
-  ::close(fd);
-  if (got < 0) return failed(read_error);
-  if (got == 0) return ProcessStatus{State::unknown, 0, 0};
-  line[got] = '\0';
-  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so fields count from the last ')'.
-  const char* p = std::strrchr(line, ')');
-  if (p == nullptr || p[1] != ' ') return ProcessStatus{State::unknown, 0, 0};
-  p += 2;
-  if (*p == 'Z' || *p == 'X' || *p == 'x') return ProcessStatus{State::dead, 0, 0};
-  for (int field = 3; field < 22; ++field) {  // skip to field 22, starttime
-    p = std::strchr(p, ' ');
-    if (p == nullptr) return ProcessStatus{State::unknown, 0, 0};
-    ++p;
-  }
-  if (*p < '0' || *p > '9') return ProcessStatus{State::unknown, 0, 0};
-  std::uint64_t start = 0;
-  for (; *p >= '0' && *p <= '9'; ++p) start = start * 10 + static_cast<std::uint64_t>(*p - '0');
-  return ProcessStatus{State::alive, start, 0};
-}
-
-namespace {
-
-/// The error for a /proc/<pid>/stat that could not be read (ProcessStatus::State::unknown).
-SystemError unreadable_proc(pid_t pid, const ProcessStatus& status, const std::string& why) {
-  return SystemError(describe_call("read", "path", fmt::format("/proc/{}/stat", pid)),
-                     status.error != 0 ? status.error : EIO, why);
-}
-
-/// The start time of this process; throws SystemError when /proc cannot tell (no descriptor left, say),
-/// rather than registering a start time that would later make it look dead.
-std::uint64_t own_start_time(const char* what) {
-  const pid_t pid = ::getpid();
-  const ProcessStatus status = process_status(pid);
-  if (status.state != ProcessStatus::State::alive) {
-    throw unreadable_proc(pid, status, fmt::format("{}: cannot read this process's start time", what));
-  }
-  return status.start_time;
-}
-
-}  // namespace
+void set_pool_fault_hook(PoolFaultHook hook) noexcept { pool_fault_hook.store(hook); }
 
 // ---------------------------------------------------------------------------------------------------------
-// Segments opened through /proc
-
-ProcFdSegment::ProcFdSegment(const std::string& name, pid_t pid, int fd, std::size_t size) {
-  const std::string path = fmt::format("/proc/{}/fd/{}", pid, fd);
-  fd_ = UniqueFd(sys("open", [&] { return ::open(path.c_str(), O_RDWR | O_CLOEXEC); }, "path", path, "segment", name));
-  struct stat st {};
-  sys("fstat", [&] { return ::fstat(fd_.get(), &st); }, "path", path);
-  if (static_cast<std::size_t>(st.st_size) != size) {
-    throw PoolCorrupted(fmt::format("pool segment {} opened through {} has {} bytes, {} expected (the descriptor was "
-                                    "reused?)", name, path, st.st_size, size));
-  }
-  mapping_ = Mapping(fd_.get(), size, true);
-  key_ = register_segment(name, fd_.get(), mapping_.data(), size, true);
-}
-
-ProcFdSegment::~ProcFdSegment() { unregister_segment(key_); }
-
-// ---------------------------------------------------------------------------------------------------------
-// The journal and the lock
-
-template <class T>
-void PoolCore::set(T& field, T value) noexcept {
-  static_assert(sizeof(T) == 4 || sizeof(T) == 8);
-  const std::uint32_t n = h_->journal_len;
-  if (n >= kJournalCapacity) std::abort();  // a transaction larger than the journal is a bug
-  std::uint64_t old = 0;
-  std::memcpy(&old, &field, sizeof(T));
-  const auto where = static_cast<std::uint64_t>(reinterpret_cast<std::byte*>(&field) - reinterpret_cast<std::byte*>(h_));
-  h_->journal[n] = JournalEntry{(where << 4) | sizeof(T), old};
-  std::atomic_signal_fence(std::memory_order_seq_cst);  // the entry before the length, the length before the field
-  h_->journal_len = n + 1;
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  __atomic_store_n(&field, value, __ATOMIC_RELAXED);  // some fields are read unlocked, as hints
-}
-
-void PoolCore::commit() noexcept {
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  h_->journal_len = 0;
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-}
-
-void PoolCore::undo() noexcept {
-  auto* base = reinterpret_cast<std::byte*>(h_);
-  for (std::uint32_t i = std::min(h_->journal_len, kJournalCapacity); i-- > 0;) {
-    const JournalEntry e = h_->journal[i];
-    std::memcpy(base + (e.where >> 4), &e.old, e.where & 0xf);
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    h_->journal_len = i;
-  }
-  h_->journal_len = 0;
-}
+// The lock
 
 void PoolCore::recover() noexcept {
-  undo();
+  journal_.undo();
   ++h_->recoveries;
 }
 
@@ -208,16 +44,16 @@ class PoolCore::Locked {
     } else if (rc != 0) {
       throw PoolCorrupted(fmt::format("pool {}: pthread_mutex_lock failed: {}", core_.name(), std::strerror(rc)));
     }
-    inject(PoolFaultPoint::locked);
+    inject_fault(PoolFaultPoint::locked);
   }
   Locked(const Locked&) = delete;
   Locked& operator=(const Locked&) = delete;
   ~Locked() {
     if (std::uncaught_exceptions() > exceptions_) {
-      core_.undo();
+      core_.journal_.undo();
     } else {
-      inject(PoolFaultPoint::before_commit);
-      core_.commit();
+      inject_fault(PoolFaultPoint::before_commit);
+      core_.journal_.commit();
     }
     ::pthread_mutex_unlock(&core_.h_->mutex);
   }
@@ -230,81 +66,42 @@ class PoolCore::Locked {
 // ---------------------------------------------------------------------------------------------------------
 // Creation, registration
 
-std::size_t PoolCore::control_size_for(const PoolOptions& o) {
-  const std::size_t blocks = round_up(sizeof(Header), 64);
-  const std::size_t records = round_up(blocks + std::size_t{o.max_blocks} * sizeof(BlockDesc), 64);
-  return round_up(records + std::size_t{o.max_references} * sizeof(RefRecord), 4096);
-}
+namespace {
 
-void PoolCore::format(Header& h, const PoolOptions& o, std::size_t control_size) {
-  std::memset(static_cast<void*>(&h), 0, sizeof h);
-  h.version = kVersion;
-  h.kind = static_cast<std::uint32_t>(o.kind);
-  h.max_blocks = o.max_blocks;
-  h.max_records = o.max_references;
-  h.max_segments = std::min(o.max_segments, kMaxSegments);
-  h.segment_size = round_up(std::max<std::uint64_t>(o.segment_size, 4096), 4096);
-  h.blocks_offset = round_up(sizeof(Header), 64);
-  h.records_offset = round_up(h.blocks_offset + std::size_t{o.max_blocks} * sizeof(BlockDesc), 64);
-  h.control_size = control_size;
-  h.owner_slot = 0;
-  h.fl_bitmap = 0;
-  for (auto& row : h.heads) std::fill(std::begin(row), std::end(row), kNone);
-  std::fill(std::begin(h.quick_heads), std::end(h.quick_heads), kNone);
-  h.unused_head = kNone;
-  h.free_record_head = kNone;
-  h.next_serial = 1;
-  for (;;) {
-    std::uint64_t id = 0;
-    if (::getrandom(&id, sizeof id, 0) == sizeof id && id != 0) {
-      h.pool_id = id;
-      break;
-    }
+/// The control header of `control`; throws InvalidArgument when the segment is no pool of this version.
+ControlHeader& control_header(const SharedMemory& control) {
+  if (control.size() < sizeof(ControlHeader)) {
+    throw InvalidArgument(fmt::format("SharedMemoryPool: segment {} ({} bytes) is too small to be a pool", control.name(),
+                                      control.size()));
   }
-  pthread_mutexattr_t attr;
-  ::pthread_mutexattr_init(&attr);
-  ::pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-  ::pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  sys_errno_result("pthread_mutex_init", [&] { return ::pthread_mutex_init(&h.mutex, &attr); }, "attr",
-                   "process-shared, robust");
-  ::pthread_mutexattr_destroy(&attr);
-  // The owner takes slot 0.
-  h.processes[0].pid = ::getpid();
-  h.processes[0].start_time = own_start_time("SharedMemoryPool::create");
-  h.processes[0].state = slot_live;
-  h.process_count = 1;
-  std::atomic_thread_fence(std::memory_order_release);
-  h.magic = kMagic;
-}
-
-PoolCore::PoolCore(SharedMemory control, bool owner) : control_(std::move(control)), owner_(owner) {
-  install_fork_handler();
-  if (control_.size() < sizeof(Header)) {
-    throw InvalidArgument(fmt::format("SharedMemoryPool: segment {} ({} bytes) is too small to be a pool", control_.name(),
-                                      control_.size()));
-  }
-  h_ = reinterpret_cast<Header*>(control_.data());
-  if (h_->magic != kMagic || h_->version != kVersion || h_->control_size != control_.size()) {
-    throw InvalidArgument(fmt::format("SharedMemoryPool: segment {} is not an mpaio pool (version {})", control_.name(),
+  auto& h = *reinterpret_cast<ControlHeader*>(control.data());
+  if (!is_formatted(h, control.size())) {
+    throw InvalidArgument(fmt::format("SharedMemoryPool: segment {} is not an mpaio pool (version {})", control.name(),
                                       kVersion));
   }
-  blocks_ = reinterpret_cast<BlockDesc*>(control_.data() + h_->blocks_offset);
-  records_ = reinterpret_cast<RefRecord*>(control_.data() + h_->records_offset);
+  return h;
+}
+
+}  // namespace
+
+PoolCore::PoolCore(SharedMemory control, bool owner)
+    : control_(std::move(control)),
+      h_(&control_header(control_)),
+      blocks_(reinterpret_cast<BlockDesc*>(control_.data() + h_->blocks_offset)),
+      records_(reinterpret_cast<RefRecord*>(control_.data() + h_->records_offset)),
+      journal_(std::span(control_.data(), control_.size()), h_->journal_length, h_->journal),
+      allocator_(h_->tlsf, std::span(blocks_, h_->max_blocks), journal_),
+      owner_(owner) {
   if (owner_) {
     slot_ = 0;
     epoch_.store(pool_fork_epoch.load(), std::memory_order_release);
   }
-  std::lock_guard lock(pools().mutex);
-  pools().by_id[h_->pool_id] = this;
+  add_local_pool(*this);
 }
 
 PoolCore::~PoolCore() {
   watcher_.reset();  // the thread reads the control segment
-  {
-    std::lock_guard lock(pools().mutex);
-    auto it = pools().by_id.find(h_->pool_id);
-    if (it != pools().by_id.end() && it->second == this) pools().by_id.erase(it);
-  }
+  remove_local_pool(*this);
   if (owner_ && epoch_ == pool_fork_epoch.load()) {
     for (std::uint32_t s = 0; s < h_->segment_count && s < kMaxSegments; ++s) {
       if (h_->segments[s].kind == static_cast<std::uint32_t>(SegmentKind::named)) ::shm_unlink(h_->segments[s].name);
@@ -414,24 +211,45 @@ const std::string& PoolCore::segment_name(std::uint32_t segment) {
   return names_[segment];
 }
 
+SegmentRecord PoolCore::segment_record(std::uint32_t segment) {
+  Locked l(*this);
+  if (segment >= h_->segment_count) throw PoolCorrupted(fmt::format("pool {}: no segment {}", name(), segment));
+  return h_->segments[segment];
+}
+
 std::byte* PoolCore::map_segment(std::uint32_t segment) {
-  SegmentRecord rec;
-  {
-    Locked l(*this);
-    if (segment >= h_->segment_count) throw PoolCorrupted(fmt::format("pool {}: no segment {}", name(), segment));
-    rec = h_->segments[segment];
+  SegmentRecord rec = segment_record(segment);
+  std::unique_ptr<SharedMemory> attached;
+  std::unique_ptr<ProcFdSegment> opened;
+  for (;;) {
+    inject_fault(PoolFaultPoint::segment_record_read);
+    try {
+      if (rec.kind == static_cast<std::uint32_t>(SegmentKind::named)) {
+        attached = std::make_unique<SharedMemory>(SharedMemory::attach(rec.name, Access::read_write));
+      } else {
+        opened = std::make_unique<ProcFdSegment>(rec.name, rec.holder_pid, rec.holder_fd, rec.size);
+      }
+      break;
+    } catch (const SystemError& e) {
+      // The owner adopts a segment another process grew by making its record anonymous, then unlinking its
+      // name: a record read as named just before finds no name. Read it again: the owner's descriptor
+      // reaches the segment now.
+      if (rec.kind != static_cast<std::uint32_t>(SegmentKind::named) || e.code() != std::errc::no_such_file_or_directory) {
+        throw;
+      }
+      const SegmentRecord now = segment_record(segment);
+      if (now.kind == rec.kind) throw;
+      rec = now;
+    }
   }
   std::lock_guard local(local_mutex_);
+  // Another thread may have mapped it meanwhile: keep the first mapping (this one goes after the unlock).
   if (std::byte* base = bases_[segment].load(std::memory_order_acquire)) return base;
-  std::byte* base = nullptr;
-  if (rec.kind == static_cast<std::uint32_t>(SegmentKind::named)) {
-    auto seg = std::make_unique<SharedMemory>(SharedMemory::attach(rec.name, Access::read_write));
-    base = seg->data();
-    created_.push_back(std::move(seg));
+  std::byte* const base = attached ? attached->data() : opened->data();
+  if (attached) {
+    created_.push_back(std::move(attached));
   } else {
-    auto seg = std::make_unique<ProcFdSegment>(rec.name, rec.holder_pid, rec.holder_fd, rec.size);
-    base = seg->data();
-    opened_.push_back(std::move(seg));
+    opened_.push_back(std::move(opened));
   }
   names_[segment] = rec.name;
   bases_[segment].store(base, std::memory_order_release);
@@ -451,10 +269,12 @@ void PoolCore::adopt_segments() {
       continue;  // its creator died before anyone mapped it: its blocks are lost until the pool goes
     }
     if (h_->kind != static_cast<std::uint32_t>(SegmentKind::anonymous)) continue;
-    std::lock_guard local(local_mutex_);
-    SharedMemory* held = nullptr;
-    for (auto& seg : created_) {
-      if (seg->name() == names_[s] && seg->kind() == SegmentKind::named) held = seg.get();
+    SharedMemory* held = nullptr;  // created_ only grows: the pointer stays good after the unlock
+    {
+      std::lock_guard local(local_mutex_);
+      for (auto& seg : created_) {
+        if (seg->name() == names_[s] && seg->kind() == SegmentKind::named) held = seg.get();
+      }
     }
     if (held == nullptr) continue;
     {
@@ -470,7 +290,7 @@ void PoolCore::adopt_segments() {
 }
 
 bool PoolCore::grow(std::uint64_t size) {
-  const std::uint64_t bytes = std::max<std::uint64_t>(h_->segment_size, segment_for(size));
+  const std::uint64_t bytes = std::max<std::uint64_t>(h_->segment_size, segment_bytes_for(size));
   {
     Locked l(*this);
     if (h_->segment_count >= h_->max_segments) return false;
@@ -489,9 +309,9 @@ bool PoolCore::grow(std::uint64_t size) {
   {
     Locked l(*this);
     if (h_->segment_count >= h_->max_segments) return false;  // another process took the last one
-    const std::uint32_t d = new_desc();
-    if (d == kNone) throw PoolExhausted(fmt::format("SharedMemoryPool {}: block table full", name()), size, free_bytes());
     index = h_->segment_count;
+    const std::uint32_t d = allocator_.add_segment(index, bytes);
+    if (d == kNone) throw PoolExhausted(fmt::format("SharedMemoryPool {}: block table full", name()), size, free_bytes());
     // The name and fd are written before segment_count makes the record visible; no journal needed for them.
     SegmentRecord& rec = h_->segments[index];
     std::memset(rec.name, 0, sizeof rec.name);
@@ -501,13 +321,6 @@ bool PoolCore::grow(std::uint64_t size) {
     rec.holder_fd = segment->fd();
     rec.kind = static_cast<std::uint32_t>(kind);
     set(rec.first_block, d);
-    BlockDesc& b = blocks_[d];
-    set(b.offset, std::uint64_t{0});
-    set(b.size, bytes);
-    set(b.segment, index);
-    set(b.phys_prev, kNone);
-    set(b.phys_next, kNone);
-    insert_free(d);
     set(h_->bytes_total, h_->bytes_total + bytes);
     set(h_->segment_count, index + 1);
   }
@@ -520,159 +333,26 @@ bool PoolCore::grow(std::uint64_t size) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// The allocator (under the lock)
-
-std::uint32_t PoolCore::new_desc() {
-  const std::uint32_t d = h_->unused_head;
-  if (d != kNone) {
-    set(h_->unused_head, blocks_[d].link_next);
-    return d;
-  }
-  if (h_->blocks_hwm >= h_->max_blocks) return kNone;
-  const std::uint32_t fresh = h_->blocks_hwm;
-  set(h_->blocks_hwm, fresh + 1);
-  return fresh;
-}
-
-void PoolCore::retire_desc(std::uint32_t d) {
-  set(blocks_[d].state, std::uint32_t{block_unused});
-  set(blocks_[d].generation, blocks_[d].generation + 1);
-  set(blocks_[d].link_next, h_->unused_head);
-  set(h_->unused_head, d);
-}
-
-void PoolCore::insert_free(std::uint32_t b) {
-  unsigned fl = 0, sl = 0;
-  mapping_insert(blocks_[b].size, fl, sl);
-  const std::uint32_t head = h_->heads[fl][sl];
-  set(blocks_[b].state, std::uint32_t{block_free});
-  set(blocks_[b].link_prev, kNone);
-  set(blocks_[b].link_next, head);
-  if (head != kNone) set(blocks_[head].link_prev, b);
-  set(h_->heads[fl][sl], b);
-  if ((h_->sl_bitmap[fl] & (1u << sl)) == 0) set(h_->sl_bitmap[fl], h_->sl_bitmap[fl] | (1u << sl));
-  if ((h_->fl_bitmap & (std::uint64_t{1} << fl)) == 0) set(h_->fl_bitmap, h_->fl_bitmap | (std::uint64_t{1} << fl));
-}
-
-void PoolCore::remove_free(std::uint32_t b) {
-  unsigned fl = 0, sl = 0;
-  mapping_insert(blocks_[b].size, fl, sl);
-  const std::uint32_t prev = blocks_[b].link_prev;
-  const std::uint32_t next = blocks_[b].link_next;
-  if (next != kNone) set(blocks_[next].link_prev, prev);
-  if (prev != kNone) {
-    set(blocks_[prev].link_next, next);
-  } else {
-    set(h_->heads[fl][sl], next);
-    if (next == kNone) {
-      set(h_->sl_bitmap[fl], h_->sl_bitmap[fl] & ~(1u << sl));
-      if (h_->sl_bitmap[fl] == 0) set(h_->fl_bitmap, h_->fl_bitmap & ~(std::uint64_t{1} << fl));
-    }
-  }
-}
-
-std::uint32_t PoolCore::take_block(std::uint64_t size) {
-  if (size <= kQuickMax) {
-    const unsigned cls = static_cast<unsigned>(size / kAlign) - 1;
-    const std::uint32_t b = h_->quick_heads[cls];
-    if (b != kNone) {
-      set(h_->quick_heads[cls], blocks_[b].link_next);
-      set(h_->quick_count[cls], h_->quick_count[cls] - 1);
-      set(blocks_[b].state, std::uint32_t{block_used});
-      inject(PoolFaultPoint::block_taken);
-      return b;
-    }
-  }
-  unsigned fl = 0, sl = 0;
-  mapping_search(size, fl, sl);
-  if (fl >= kFlCount) return kNone;
-  std::uint32_t sl_map = h_->sl_bitmap[fl] & (~0u << sl);
-  if (sl_map == 0) {
-    const std::uint64_t fl_map = fl + 1 < 64 ? h_->fl_bitmap & (~std::uint64_t{0} << (fl + 1)) : 0;
-    if (fl_map == 0) return kNone;
-    fl = static_cast<unsigned>(std::countr_zero(fl_map));
-    sl_map = h_->sl_bitmap[fl];
-  }
-  sl = static_cast<unsigned>(std::countr_zero(sl_map));
-  const std::uint32_t b = h_->heads[fl][sl];
-  remove_free(b);
-  inject(PoolFaultPoint::block_taken);
-  BlockDesc& blk = blocks_[b];
-  if (blk.size - size >= kAlign) {
-    const std::uint32_t r = new_desc();
-    if (r != kNone) {
-      BlockDesc& rest = blocks_[r];
-      set(rest.offset, blk.offset + size);
-      set(rest.size, blk.size - size);
-      set(rest.segment, blk.segment);
-      set(rest.refs, std::uint32_t{0});
-      set(rest.phys_prev, b);
-      set(rest.phys_next, blk.phys_next);
-      if (blk.phys_next != kNone) set(blocks_[blk.phys_next].phys_prev, r);
-      set(blk.phys_next, r);
-      set(blk.size, size);
-      inject(PoolFaultPoint::block_split);
-      insert_free(r);
-    }
-  }
-  set(blk.state, std::uint32_t{block_used});
-  return b;
-}
-
-void PoolCore::give_back(std::uint32_t b) {
-  BlockDesc& blk = blocks_[b];
-  set(blk.generation, blk.generation + 1);
-  set(h_->bytes_in_use, h_->bytes_in_use - blk.size);
-  set(h_->blocks_in_use, h_->blocks_in_use - 1);
-  if (blk.size <= kQuickMax) {
-    const unsigned cls = static_cast<unsigned>(blk.size / kAlign) - 1;
-    if (h_->quick_count[cls] < kQuickLimit) {
-      set(blk.state, std::uint32_t{block_quick});
-      set(blk.link_next, h_->quick_heads[cls]);
-      set(h_->quick_heads[cls], b);
-      set(h_->quick_count[cls], h_->quick_count[cls] + 1);
-      return;
-    }
-  }
-  tlsf_free(b);
-}
-
-void PoolCore::tlsf_free(std::uint32_t b) {
-  const std::uint32_t prev = blocks_[b].phys_prev;
-  if (prev != kNone && blocks_[prev].state == block_free) {
-    remove_free(prev);
-    const std::uint32_t next = blocks_[b].phys_next;
-    set(blocks_[prev].size, blocks_[prev].size + blocks_[b].size);
-    set(blocks_[prev].phys_next, next);
-    if (next != kNone) set(blocks_[next].phys_prev, prev);
-    retire_desc(b);
-    inject(PoolFaultPoint::block_merged);
-    b = prev;
-  }
-  const std::uint32_t next = blocks_[b].phys_next;
-  if (next != kNone && blocks_[next].state == block_free) {
-    remove_free(next);
-    const std::uint32_t after = blocks_[next].phys_next;
-    set(blocks_[b].size, blocks_[b].size + blocks_[next].size);
-    set(blocks_[b].phys_next, after);
-    if (after != kNone) set(blocks_[after].phys_prev, b);
-    retire_desc(next);
-    inject(PoolFaultPoint::block_merged);
-  }
-  insert_free(b);
-}
+// Blocks and references (under the lock)
 
 void PoolCore::flush_quick() {
   Locked l(*this);
-  for (unsigned cls = 0; cls < kQuickClasses; ++cls) {
-    while (h_->quick_heads[cls] != kNone) {
-      const std::uint32_t b = h_->quick_heads[cls];
-      set(h_->quick_heads[cls], blocks_[b].link_next);
-      set(h_->quick_count[cls], h_->quick_count[cls] - 1);
-      tlsf_free(b);
-      commit();
-    }
+  while (allocator_.flush_one()) journal_.commit();  // one block per transaction: the journal stays small
+}
+
+std::uint32_t PoolCore::take_block(std::uint64_t size) {
+  const std::uint32_t b = allocator_.take(size);
+  if (b != kNone) {
+    set(h_->bytes_in_use, h_->bytes_in_use + blocks_[b].size);
+    set(h_->blocks_in_use, h_->blocks_in_use + 1);
   }
+  return b;
+}
+
+void PoolCore::free_block(std::uint32_t b) {
+  set(h_->bytes_in_use, h_->bytes_in_use - blocks_[b].size);
+  set(h_->blocks_in_use, h_->blocks_in_use - 1);
+  allocator_.give_back(b);
 }
 
 std::uint32_t PoolCore::new_record(std::uint32_t block, std::uint32_t state, std::uint32_t holder) {
@@ -700,7 +380,7 @@ std::uint32_t PoolCore::new_record(std::uint32_t block, std::uint32_t state, std
   } else {
     set(h_->in_flight, h_->in_flight + 1);
   }
-  inject(PoolFaultPoint::reference_taken);
+  inject_fault(PoolFaultPoint::reference_taken);
   return r;
 }
 
@@ -715,9 +395,9 @@ void PoolCore::release_record(std::uint32_t r) {
   set(rec.state, std::uint32_t{record_free});
   set(rec.next_free, h_->free_record_head);
   set(h_->free_record_head, r);
-  inject(PoolFaultPoint::reference_released);
+  inject_fault(PoolFaultPoint::reference_released);
   set(blocks_[b].refs, blocks_[b].refs - 1);
-  if (blocks_[b].refs == 0) give_back(b);
+  if (blocks_[b].refs == 0) free_block(b);
 }
 
 PoolBlock PoolCore::block_of(std::uint32_t r) {
@@ -776,6 +456,10 @@ void PoolCore::map_or_release(PoolBlock& out) {
 }
 
 PoolBlock PoolCore::allocate(std::size_t nbytes) {
+  if (nbytes > kPoolMaxArrayBytes) {
+    throw InvalidArgument(fmt::format("SharedMemoryPool::allocate: an array of {} bytes is larger than the largest "
+                                      "block ({} bytes)", nbytes, kPoolMaxArrayBytes));
+  }
   ensure_slot();
   adopt_new_segments();
   const std::uint64_t size = round_up(std::max<std::uint64_t>(nbytes, 1), kAlign);
@@ -787,8 +471,6 @@ PoolBlock PoolCore::allocate(std::size_t nbytes) {
       Locked l(*this);
       const std::uint32_t b = take_block(size);
       if (b != kNone) {
-        set(h_->bytes_in_use, h_->bytes_in_use + blocks_[b].size);
-        set(h_->blocks_in_use, h_->blocks_in_use + 1);
         const std::uint32_t r = new_record(b, record_held, slot_);
         out = block_of(r);
         found = true;
@@ -826,12 +508,12 @@ PoolBlock PoolCore::attach(const PoolArrayRef& ref) {
   PoolBlock out{};
   {
     Locked l(*this);
-    const bool live = ref.block < h_->blocks_hwm && blocks_[ref.block].state == block_used &&
+    const bool live = ref.block < h_->tlsf.blocks_hwm && blocks_[ref.block].state == block_used &&
                       blocks_[ref.block].generation == ref.generation && blocks_[ref.block].segment == ref.segment;
     if (!live) {
       throw StalePoolReference(fmt::format("SharedMemoryPool {}: block {} of generation {} was freed (it is now of "
                                            "generation {}): the array no longer exists", name(), ref.block,
-                                           ref.generation, ref.block < h_->blocks_hwm ? blocks_[ref.block].generation : 0));
+                                           ref.generation, ref.block < h_->tlsf.blocks_hwm ? blocks_[ref.block].generation : 0));
     }
     check_extent(ref, "attach");
     out = block_of(new_record(ref.block, record_held, slot_));
@@ -865,23 +547,26 @@ PoolBlock PoolCore::adopt(const PoolTransfer& t) {
   if (t.array.pool_id != h_->pool_id) {
     throw StalePoolReference(fmt::format("SharedMemoryPool {}: the transfer belongs to pool {:016x}", name(), t.array.pool_id));
   }
-  // Map the array's segment before taking the token: if this process cannot, the token stays in flight,
-  // untouched, for another try or another process. (An index past the table is left to the checks below.)
-  if (t.array.segment < __atomic_load_n(&h_->segment_count, __ATOMIC_RELAXED)) (void)base_of(t.array.segment);
-  PoolBlock out{};
-  {
-    Locked l(*this);
-    check_record(t.record, record_in_flight, &t, "adopt");
-    check_extent(t.array, "adopt");
-    set(records_[t.record].holder, slot_);
-    set(records_[t.record].state, std::uint32_t{record_held});
-    set(records_[t.record].next_free, kNone);
-    set(h_->in_flight, h_->in_flight - 1);
-    set(h_->references, h_->references + 1);
-    out = block_of(t.record);
+  for (;;) {
+    {
+      Locked l(*this);
+      check_record(t.record, record_in_flight, &t, "adopt");
+      check_extent(t.array, "adopt");  // the token's segment is its block's
+      // The token is taken only once its segment is mapped here: if this process cannot map it, the token
+      // stays in flight, untouched, for another try or another process.
+      if (std::byte* base = bases_[t.array.segment].load(std::memory_order_acquire)) {
+        set(records_[t.record].holder, slot_);
+        set(records_[t.record].state, std::uint32_t{record_held});
+        set(records_[t.record].next_free, kNone);
+        set(h_->in_flight, h_->in_flight - 1);
+        set(h_->references, h_->references + 1);
+        PoolBlock out = block_of(t.record);
+        out.data = base + out.offset;
+        return out;
+      }
+    }
+    (void)map_segment(t.array.segment);
   }
-  out.data = base_of(out.segment) + out.offset;  // mapped above: check_extent made it the token's segment
-  return out;
 }
 
 void PoolCore::drop(const PoolTransfer& t) {
@@ -930,12 +615,12 @@ std::size_t PoolCore::vacate_slot(std::uint32_t slot, bool dead) {
   for (std::uint32_t r = 0; r < h_->records_hwm; ++r) {
     if (records_[r].state == record_in_flight && records_[r].next_free == slot) {
       set(records_[r].next_free, kNone);  // its sender is gone: an orphan (release_orphaned_transfers)
-      commit();
+      journal_.commit();
     }
     if (records_[r].state != record_free && records_[r].holder == slot) {
       release_record(r);
       if (dead) set(h_->reclaimed, h_->reclaimed + 1);
-      commit();  // one reference per transaction: the journal stays small
+      journal_.commit();  // one reference per transaction: the journal stays small
       ++released;
     }
   }
@@ -951,7 +636,7 @@ std::size_t PoolCore::release_orphaned_transfers() {
   for (std::uint32_t r = 0; r < h_->records_hwm; ++r) {
     if (records_[r].state == record_in_flight && records_[r].next_free == kNone) {
       release_record(r);
-      commit();
+      journal_.commit();
       ++released;
     }
   }
@@ -966,107 +651,7 @@ PoolStats PoolCore::stats() {
 
 void PoolCore::check_invariants() {
   Locked l(*this);
-  auto fail = [&](const std::string& what) { throw PoolCorrupted(fmt::format("pool {}: {}", name(), what)); };
-  if (h_->journal_len != 0) fail(fmt::format("journal holds {} entries outside a transaction", h_->journal_len));
-  const std::uint32_t nblocks = h_->blocks_hwm;
-  std::vector<std::uint8_t> seen(nblocks, 0);
-  std::uint64_t total = 0, in_use = 0, used_blocks = 0, free_count = 0, quick_total = 0;
-  for (std::uint32_t s = 0; s < h_->segment_count; ++s) {
-    const SegmentRecord& seg = h_->segments[s];
-    std::uint64_t expect = 0;
-    std::uint32_t prev = kNone;
-    bool prev_free = false;
-    for (std::uint32_t b = seg.first_block; b != kNone; b = blocks_[b].phys_next) {
-      if (b >= nblocks || seen[b]) fail(fmt::format("segment {}: chain reaches block {} twice or out of range", s, b));
-      seen[b] = 1;
-      const BlockDesc& d = blocks_[b];
-      if (d.segment != s || d.offset != expect || d.phys_prev != prev || d.size == 0 || d.size % kAlign != 0) {
-        fail(fmt::format("segment {}: block {} (offset {}, size {}, prev {}) breaks the chain at offset {}", s, b, d.offset,
-                         d.size, d.phys_prev, expect));
-      }
-      if (d.state == block_free) {
-        if (prev_free) fail(fmt::format("segment {}: free blocks {} and {} are not merged", s, prev, b));
-        ++free_count;
-      } else if (d.state == block_used) {
-        in_use += d.size;
-        ++used_blocks;
-      } else if (d.state == block_quick) {
-        ++quick_total;
-      } else {
-        fail(fmt::format("segment {}: block {} in the chain is an unused descriptor", s, b));
-      }
-      prev_free = d.state == block_free;
-      expect += d.size;
-      prev = b;
-    }
-    if (expect != seg.size) fail(fmt::format("segment {}: blocks cover {} of {} bytes", s, expect, seg.size));
-    total += seg.size;
-  }
-  if (total != h_->bytes_total) fail(fmt::format("bytes_total {} but segments hold {}", h_->bytes_total, total));
-  if (in_use != h_->bytes_in_use) fail(fmt::format("bytes_in_use {} but used blocks hold {}", h_->bytes_in_use, in_use));
-  if (used_blocks != h_->blocks_in_use) fail(fmt::format("blocks_in_use {} but {} used blocks", h_->blocks_in_use, used_blocks));
-  std::uint64_t listed = 0;
-  for (unsigned fl = 0; fl < kFlCount; ++fl) {
-    if (((h_->fl_bitmap >> fl) & 1) != (h_->sl_bitmap[fl] != 0 ? 1u : 0u)) fail(fmt::format("first-level bit {} is wrong", fl));
-    for (unsigned sl = 0; sl < kSlCount; ++sl) {
-      const bool bit = (h_->sl_bitmap[fl] >> sl) & 1;
-      if (bit != (h_->heads[fl][sl] != kNone)) fail(fmt::format("second-level bit {}/{} is wrong", fl, sl));
-      std::uint32_t prev = kNone;
-      for (std::uint32_t b = h_->heads[fl][sl]; b != kNone; b = blocks_[b].link_next) {
-        unsigned f = 0, s2 = 0;
-        if (b >= nblocks || blocks_[b].state != block_free || blocks_[b].link_prev != prev) {
-          fail(fmt::format("free list {}/{}: block {} is not a free block linked back to {}", fl, sl, b, prev));
-        }
-        mapping_insert(blocks_[b].size, f, s2);
-        if (f != fl || s2 != sl) fail(fmt::format("block {} of {} bytes is in free list {}/{}", b, blocks_[b].size, fl, sl));
-        if (++listed > nblocks) fail("a free list loops");
-        prev = b;
-      }
-    }
-  }
-  if (listed != free_count) fail(fmt::format("{} free blocks in the segments, {} in the free lists", free_count, listed));
-  std::uint64_t quick_listed = 0;
-  for (unsigned cls = 0; cls < kQuickClasses; ++cls) {
-    std::uint32_t n = 0;
-    for (std::uint32_t b = h_->quick_heads[cls]; b != kNone; b = blocks_[b].link_next) {
-      if (b >= nblocks || blocks_[b].state != block_quick || blocks_[b].size != (cls + 1) * kAlign || ++n > nblocks) {
-        fail(fmt::format("size class {}: block {} does not belong", cls, b));
-      }
-    }
-    if (n != h_->quick_count[cls]) fail(fmt::format("size class {} counts {} but lists {}", cls, h_->quick_count[cls], n));
-    quick_listed += n;
-  }
-  if (quick_listed != quick_total) fail(fmt::format("{} cached blocks in the segments, {} in the size classes", quick_total, quick_listed));
-  std::vector<std::uint32_t> refs(nblocks, 0);
-  std::uint64_t held = 0, flying = 0, free_records = 0;
-  for (std::uint32_t r = 0; r < h_->records_hwm; ++r) {
-    const RefRecord& rec = records_[r];
-    if (rec.state == record_free) {
-      ++free_records;
-      continue;
-    }
-    if (rec.block >= nblocks || blocks_[rec.block].state != block_used) {
-      fail(fmt::format("reference {} names block {}, which is not allocated", r, rec.block));
-    }
-    if (rec.holder >= kMaxProcesses || h_->processes[rec.holder].state != slot_live) {
-      fail(fmt::format("reference {} belongs to process slot {}, which is free", r, rec.holder));
-    }
-    ++refs[rec.block];
-    (rec.state == record_held ? held : flying) += 1;
-  }
-  for (std::uint32_t b = 0; b < nblocks; ++b) {
-    if (blocks_[b].state == block_used && (refs[b] == 0 || refs[b] != blocks_[b].refs)) {
-      fail(fmt::format("block {} counts {} references, {} records name it", b, blocks_[b].refs, refs[b]));
-    }
-  }
-  if (held != h_->references || flying != h_->in_flight) {
-    fail(fmt::format("counters say {} held and {} in flight, records say {} and {}", h_->references, h_->in_flight, held, flying));
-  }
-  std::uint64_t free_list = 0;
-  for (std::uint32_t r = h_->free_record_head; r != kNone; r = records_[r].next_free) {
-    if (r >= h_->records_hwm || records_[r].state != record_free || ++free_list > h_->records_hwm) fail("the free reference list is broken");
-  }
-  if (free_list != free_records) fail(fmt::format("{} free references, {} on the free list", free_records, free_list));
+  check_control(*h_, std::span(blocks_, h_->max_blocks), std::span(records_, h_->max_records), fmt::format("pool {}", name()));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1084,10 +669,4 @@ std::uint64_t pool_id(const PoolCore& core) noexcept { return core.id(); }
 const std::string& pool_segment_name(const PoolCore& core, std::uint32_t segment) {
   return const_cast<PoolCore&>(core).segment_name(segment);
 }
-PoolCore* find_pool(std::uint64_t id) noexcept {
-  std::lock_guard lock(pools().mutex);
-  auto it = pools().by_id.find(id);
-  return it == pools().by_id.end() ? nullptr : it->second;
-}
-
 }  // namespace mpaio::detail

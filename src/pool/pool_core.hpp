@@ -1,7 +1,9 @@
 #pragma once
-// PoolCore: the process-local side of a SharedMemoryPool (mappings, this process's slot) over the shared
-// control segment (pool_layout.hpp). Every change to shared state is journaled, so that a process killed
-// inside the locked section is rolled back by the next locker.
+// PoolCore: a SharedMemoryPool's operations (allocate, attach, send, adopt, reclaim...) in one process,
+// over the shared control segment (control_segment.hpp) and this process's side of it (mappings, its
+// slot). Under the pool's robust lock it composes the parts: every change goes through the UndoJournal,
+// so that a process killed inside the locked section is rolled back by the next locker; blocks come from
+// the TlsfAllocator; liveness from /proc and pidfds (os/process_status.hpp); the checker verifies it all.
 
 #include <array>
 #include <atomic>
@@ -11,56 +13,18 @@
 #include <string>
 #include <vector>
 
-#include "mpaio/detail/mapping.hpp"
-#include "mpaio/detail/pool_core.hpp"
-#include "mpaio/detail/unique_fd.hpp"
+#include "mpaio/detail/pool_access.hpp"
 #include "mpaio/shared_memory.hpp"
 #include "mpaio/shared_memory_pool.hpp"
-#include "pool/pool_layout.hpp"
+#include "pool/control_segment.hpp"
+#include "pool/tlsf_allocator.hpp"
+#include "pool/undo_journal.hpp"
 
 namespace mpaio::detail {
 
 class PoolWatcher;
-
-/// What /proc/<pid>/stat tells about a process.
-struct ProcessStatus {
-  enum class State {
-    alive,    ///< it runs; start_time is valid
-    dead,     ///< no such process (ENOENT, ESRCH), or a zombie
-    unknown,  ///< /proc could not be read (EMFILE, ENFILE, ENOMEM...): ask again later, never take it for dead
-  };
-  State state = State::unknown;
-  std::uint64_t start_time = 0;  ///< alive: clock ticks since boot (field 22)
-  int error = 0;                 ///< unknown: errno of the call that failed (0: the line did not parse)
-
-  /// Whether this is the live process that started at `start` (a reused pid has another start time).
-  [[nodiscard]] bool is(std::uint64_t start) const noexcept { return state == State::alive && start_time == start; }
-  /// Whether the process that started at `start` is certainly gone.
-  [[nodiscard]] bool gone(std::uint64_t start) const noexcept {
-    return state == State::dead || (state == State::alive && start_time != start);
-  }
-};
-
-/// Reads /proc/<pid>/stat. Only system calls (no stdio, no locale): safe in the watcher thread and around
-/// fork().
-ProcessStatus process_status(pid_t pid) noexcept;
-
-/// An anonymous data segment opened through /proc/<pid>/fd/<fd> of the process that holds it, listed in
-/// the process-wide segment registry under its memfd name like any SharedMemory.
-class ProcFdSegment {
- public:
-  ProcFdSegment(const std::string& name, pid_t pid, int fd, std::size_t size);
-  ProcFdSegment(const ProcFdSegment&) = delete;
-  ProcFdSegment& operator=(const ProcFdSegment&) = delete;
-  ~ProcFdSegment();
-  [[nodiscard]] std::byte* data() const noexcept { return mapping_.data(); }
-  [[nodiscard]] int fd() const noexcept { return fd_.get(); }
-
- private:
-  UniqueFd fd_;
-  Mapping mapping_;
-  std::uint64_t key_ = 0;
-};
+class ProcFdSegment;
+struct LocalPoolsFork;
 
 class PoolCore {
  public:
@@ -68,10 +32,6 @@ class PoolCore {
   PoolCore(const PoolCore&) = delete;
   PoolCore& operator=(const PoolCore&) = delete;
   ~PoolCore();
-
-  /// Formats a fresh control segment.
-  static void format(pool::Header& h, const PoolOptions& options, std::size_t control_size);
-  static std::size_t control_size_for(const PoolOptions& options);
 
   PoolBlock allocate(std::size_t nbytes);
   PoolBlock attach(const PoolArrayRef& ref);
@@ -109,11 +69,13 @@ class PoolCore {
   SharedMemoryPool* object = nullptr;  ///< the SharedMemoryPool that owns this core (for find())
 
  private:
+  friend struct LocalPoolsFork;
   class Locked;
   template <class T>
-  void set(T& field, T value) noexcept;
-  void commit() noexcept;
-  void undo() noexcept;
+  void set(T& field, T value) noexcept {
+    journal_.set(field, value);
+  }
+  /// Rolls back the transaction of a locker that died (the lock said EOWNERDEAD) and counts it.
   void recover() noexcept;
 
   void ensure_slot() {
@@ -133,6 +95,8 @@ class PoolCore {
     std::byte* base = bases_[segment].load(std::memory_order_acquire);
     return base != nullptr ? base : map_segment(segment);
   }
+  pool::SegmentRecord segment_record(std::uint32_t segment);  // under the lock
+  /// Maps data segment `segment` here (by name, or through the holder's /proc/<pid>/fd).
   std::byte* map_segment(std::uint32_t segment);
   /// Adds a data segment of segment_size bytes, or larger if that is needed to serve a request of `size`;
   /// false when all max_segments are in use (the caller decides whether that is an error).
@@ -144,13 +108,10 @@ class PoolCore {
   }
 
   // Under the lock.
+  /// A used block of `size` bytes from the allocator, counted in use; kNone when none is free.
   std::uint32_t take_block(std::uint64_t size);
-  void give_back(std::uint32_t b);
-  void tlsf_free(std::uint32_t b);
-  void insert_free(std::uint32_t b);
-  void remove_free(std::uint32_t b);
-  std::uint32_t new_desc();
-  void retire_desc(std::uint32_t d);
+  /// Gives block `b`, whose last reference went, back to the allocator.
+  void free_block(std::uint32_t b);
   std::uint32_t new_record(std::uint32_t block, std::uint32_t state, std::uint32_t holder);
   void release_record(std::uint32_t r);
   void check_record(std::uint32_t r, std::uint32_t state, const PoolTransfer* transfer, const char* what);
@@ -166,18 +127,22 @@ class PoolCore {
   PoolBlock block_of(std::uint32_t r);
 
   SharedMemory control_;
-  pool::Header* h_ = nullptr;
-  pool::BlockDesc* blocks_ = nullptr;
-  pool::RefRecord* records_ = nullptr;
+  pool::ControlHeader* h_;
+  pool::BlockDesc* blocks_;
+  pool::RefRecord* records_;
+  UndoJournal journal_;  // over the whole control segment
+  TlsfAllocator allocator_;
   // This process's registration, written by register_self() before it publishes epoch_ (release); a thread
   // reads them after ensure_slot() has seen the current epoch (acquire).
   bool owner_ = false;
   std::uint32_t slot_ = pool::kNone;
   std::atomic<std::uint64_t> epoch_{0};
+  // Both mutexes are held by the fork handlers while fork() runs (local_pools.hpp), so that a child never
+  // inherits one locked by another thread. Order: register_mutex_, then local_mutex_, held briefly.
   std::mutex register_mutex_;  // one thread registers a forked child; the others wait and see its epoch
   std::atomic<std::uint32_t> known_segments_{0};  // owner: segments adopted so far
   std::array<std::atomic<std::byte*>, pool::kMaxSegments> bases_{};
-  std::mutex local_mutex_;  // guards the three below
+  std::mutex local_mutex_;  // guards the three below; held for a few memory operations, no other lock under it
   std::array<std::string, pool::kMaxSegments> names_;
   std::vector<std::unique_ptr<SharedMemory>> created_;
   std::vector<std::unique_ptr<ProcFdSegment>> opened_;

@@ -4,7 +4,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "mpaio/detail/syscall.hpp"
+#include "os/process_status.hpp"
 #include "pool/pool_core.hpp"
 
 namespace mpaio::detail {
@@ -25,8 +25,6 @@ namespace {
 
 constexpr std::uint64_t kStopTag = std::uint64_t{1} << 32;
 constexpr std::uint64_t kSocketTag = (std::uint64_t{1} << 32) + 1;
-
-int pidfd_open(pid_t pid) noexcept { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
 /// The abstract socket address of pool `pool_id`'s watcher; `length` receives the address length.
 sockaddr_un address_of(std::uint64_t pool_id, socklen_t& length) noexcept {
@@ -76,15 +74,7 @@ struct PoolWatcherForkHandlers {
   }
 };
 
-bool PoolWatcher::supported() noexcept {
-  static const bool yes = [] {
-    const int fd = pidfd_open(::getpid());
-    if (fd < 0) return false;
-    ::close(fd);
-    return true;
-  }();
-  return yes;
-}
+bool PoolWatcher::supported() noexcept { return pidfd_supported(); }
 
 PoolWatcher::PoolWatcher(PoolCore& core) : core_(core), started_in_(::getpid()) {
   epoll_ = UniqueFd(sys("epoll_create1", [] { return ::epoll_create1(EPOLL_CLOEXEC); }));
@@ -224,35 +214,23 @@ bool PoolWatcher::rescan() {
     const bool live = i != slots.owner && s.state == slot_live;
     if (w.pidfd >= 0 && (!live || w.pid != s.pid || w.start_time != s.start_time)) forget(i);  // left, reused
     if (!live || w.pidfd >= 0) continue;
-    const int fd = pidfd_open(s.pid);
-    if (fd < 0) {
-      if (errno == ESRCH) {
-        core_.reclaim_slot(i, s.pid, s.start_time);  // gone (and reaped) already
-      } else {
-        complete = false;  // EMFILE and the like: try again later
-      }
+    CheckedPidfd pidfd = open_checked_pidfd(s.pid, s.start_time);
+    if (pidfd.state == CheckedPidfd::State::gone) {
+      core_.reclaim_slot(i, s.pid, s.start_time);
       continue;
     }
-    // The pidfd names whatever process has the pid now: it is ours only if the start time still matches.
-    const ProcessStatus status = process_status(s.pid);
-    if (!status.is(s.start_time)) {
-      ::close(fd);
-      if (status.gone(s.start_time)) {
-        core_.reclaim_slot(i, s.pid, s.start_time);
-      } else {
-        complete = false;  // /proc could not be read (EMFILE...): it may well be alive
-      }
+    if (pidfd.state == CheckedPidfd::State::undecided) {
+      complete = false;  // EMFILE and the like: it may well be alive, look again later
       continue;
     }
     epoll_event event{};
     event.events = EPOLLIN;
     event.data.u64 = i;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) != 0) {
-      ::close(fd);
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, pidfd.fd.get(), &event) != 0) {
       complete = false;
       continue;
     }
-    w = Watched{fd, s.pid, s.start_time};
+    w = Watched{pidfd.fd.release(), s.pid, s.start_time};
   }
   return complete;
 }

@@ -26,7 +26,7 @@
 #include <mutex>
 
 #include "mpaio/detail/unique_fd.hpp"
-#include "pool/pool_layout.hpp"
+#include "pool/control_segment.hpp"
 
 namespace mpaio::detail {
 

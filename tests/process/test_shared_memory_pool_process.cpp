@@ -24,6 +24,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <future>
+#include <mutex>
 #include <map>
 #include <numeric>
 #include <set>
@@ -33,6 +35,7 @@
 
 #include "../../examples/seed_workers.hpp"
 #include "mpaio/mpaio.hpp"
+#include "pool/control_segment.hpp"
 #include "support/child_process.hpp"
 #include "support/watchdog.hpp"
 
@@ -294,6 +297,53 @@ TEST(PoolProcess, TheOwnerReclaimsASigkilledProcessHolding1000BlocksByItself) {
   s = pool.stats();
   EXPECT_EQ(s.blocks_in_use, 1u);
   EXPECT_EQ(s.bytes_in_use, 64u);
+  pool.check_invariants();
+}
+
+// Issue 11 item 10: a registered process that died and whose pid was then reused as a thread id (of any
+// process) was never reclaimed by the watcher: pidfd_open of a thread id fails with EINVAL, which the
+// watcher treated like a lack of descriptors and retried every 250 ms for ever. Here the slot names a live
+// thread of this process with another start time: what a dead process's slot looks like once its pid
+// names a thread. The watcher must find it gone from /proc (the start time differs) and reclaim it.
+TEST(PoolProcess, TheWatcherReclaimsAProcessWhosePidNowNamesAThread) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create(test_pool());
+  ASSERT_TRUE(pool.watching()) << "no pidfd_open on this kernel?";
+  std::promise<pid_t> started;
+  std::promise<void> stop;
+  std::thread thread([&, stopped = stop.get_future()] {
+    started.set_value(static_cast<pid_t>(::gettid()));
+    stopped.wait();
+  });
+  const pid_t thread_id = started.get_future().get();
+  {
+    auto a = pool.allocate<std::int32_t>({16});
+    (void)pool.send(a, thread_id);  // registers a slot for the thread id, with the thread's start time
+  }
+  EXPECT_EQ(pool.stats().in_flight, 1u);
+  {
+    // Under the pool's lock, as the pool would write it: the slot's process started at another time.
+    auto control = mpaio::SharedMemory::attach(pool.name(), mpaio::Access::read_write);
+    auto* header = reinterpret_cast<mpaio::detail::pool::ControlHeader*>(control.data());
+    ASSERT_EQ(::pthread_mutex_lock(&header->mutex), 0);
+    int found = 0;
+    for (auto& slot : header->processes) {
+      if (slot.state == mpaio::detail::pool::slot_live && slot.pid == thread_id) {
+        slot.start_time += 1;
+        ++found;
+      }
+    }
+    ::pthread_mutex_unlock(&header->mutex);
+    ASSERT_EQ(found, 1);
+  }
+  const auto took = wait_until([&] { return pool.stats().reclaimed_references == 1; }, std::chrono::seconds(10));
+  EXPECT_GE(took.count(), 0) << "the slot of a pid that names a thread was not reclaimed within 10 s";
+  stop.set_value();
+  thread.join();
+  const auto s = pool.stats();
+  EXPECT_EQ(s.processes, 1u);
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_EQ(s.bytes_in_use, 0u);
   pool.check_invariants();
 }
 
@@ -576,6 +626,75 @@ TEST(PoolProcess, ASegmentThatCannotBeMappedLeavesNoReferenceAndTheTokenGood) {
   EXPECT_EQ(pool.stats().blocks_in_use, 2u);  // filler and big
 }
 
+// Issue 11 item 9: a process mapping a segment read the segment's record under the lock as named, released
+// the lock, then opened the name. The owner could adopt the segment in between (make the record anonymous
+// and unlink the name), and the open failed with ENOENT although the segment was still reachable through
+// the owner's descriptor. The fault hook stops the mapping process right there while the owner adopts the
+// segment, for attach() and then for adopt(); both must map the segment and read the array.
+const Pipe* g_paused = nullptr;  // mapping process -> owner: 'p' at every pause
+const Pipe* g_resume = nullptr;  // owner -> mapping process: go on
+void pause_at_segment_record(PoolFaultPoint point) {
+  if (point != PoolFaultPoint::segment_record_read) return;
+  g_paused->put('p');
+  (void)g_resume->get<char>();
+}
+
+TEST(PoolProcess, MappingASegmentWhileTheOwnerAdoptsItFindsItThroughTheOwner) {
+  mpaio_test::Watchdog watchdog(60);
+  auto pool = SharedMemoryPool::create({.segment_size = 1 << 20, .max_segments = 8, .max_blocks = 4096,
+                                        .max_references = 4096});
+  Pipe to_owner;   // 'p': paused in the mapping; 'g': grow the next segment; 'd': done
+  Pipe to_mapper;  // 'r': resume
+  Pipe grown;      // transfers of the arrays the growers allocated
+  const pid_t mapper = mpaio_test::spawn_child([&] {
+    g_paused = &to_owner;
+    g_resume = &to_mapper;
+    mpaio::detail::set_pool_fault_hook(&pause_at_segment_record);
+    int code = 0;
+    try {
+      to_owner.put('g');
+      const auto first = grown.get<PoolTransfer>();
+      auto attached = pool.attach<std::int32_t>(first.array);  // pauses while the owner adopts the segment
+      if (attached[attached.size() - 1] != 1) code = 1;
+      to_owner.put('g');
+      auto adopted = pool.adopt<std::int32_t>(grown.get<PoolTransfer>());  // the same with adopt()
+      if (adopted[adopted.size() - 1] != 2) code = 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mapper: %s\n", e.what());
+      code = 3;
+    }
+    to_owner.put('d');
+    return code;
+  });
+  std::vector<pid_t> growers;
+  int pauses = 0;
+  for (char c = to_owner.get<char>(); c != 'd'; c = to_owner.get<char>()) {
+    if (c == 'g') {
+      // A process other than the owner adds a segment (created named) and leaves; the owner has not seen it.
+      const auto mark = static_cast<std::int32_t>(growers.size() + 1);
+      growers.push_back(mpaio_test::spawn_child([&] {
+        auto big = pool.allocate<std::int32_t>({std::size_t{1} << 19});  // 2 MiB: a segment of its own
+        std::fill(big.begin(), big.end(), mark);
+        grown.put(pool.send(big));
+        return 0;
+      }));
+      ASSERT_TRUE(mpaio_test::wait_child(growers.back()).exited_with(0));
+    } else {
+      ++pauses;
+      auto any = pool.allocate<std::uint8_t>({1});  // the owner's next operation adopts the new segment
+      to_mapper.put('r');
+    }
+  }
+  const auto result = mpaio_test::wait_child(mapper);
+  EXPECT_TRUE(result.exited_with(0)) << result.describe();
+  EXPECT_GE(pauses, 2);
+  EXPECT_EQ(pool.stats().segments, 3u);
+  pool.reclaim_dead();
+  pool.release_orphaned_transfers();  // the first array's transfer: its sender left
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  pool.check_invariants();
+}
+
 // ---- leaving a pool ------------------------------------------------------------------------------------------
 
 TEST(PoolProcess, ANormalDetachReleasesTransfersToItAndOrphansThoseItSent) {
@@ -820,6 +939,86 @@ INSTANTIATE_TEST_SUITE_P(
                                          PoolFaultPoint::reference_taken, PoolFaultPoint::block_merged,
                                          PoolFaultPoint::reference_released, PoolFaultPoint::before_commit),
                        ::testing::Values(1, 17, 60)));
+
+// ---- fork() beside threads ----------------------------------------------------------------------------------
+
+// Issue 11 item 14: a pool's local and registration mutexes and the process-wide list of pools are locks of
+// one process. A thread that held one when another thread forked left it locked for ever in the child, whose
+// first use of it then hung. Threads hammer each of them while the process forks again and again, and each
+// child uses them all. Not deterministic: the fork must come while another thread holds a lock, which the
+// tight loops make likely (before the fork handlers the first rounds hung a child, killed after 5 s).
+TEST(PoolProcess, ForksBesideThreadsHoldingThePoolsLocksLeaveTheChildAUsablePool) {
+  mpaio_test::Watchdog watchdog(180);
+  // No watcher threads: this process forks single-threaded, so that its children may start threads.
+  auto pool = SharedMemoryPool::create(unwatched_pool());
+  auto named = SharedMemoryPool::create({.kind = mpaio::SegmentKind::named, .segment_size = 1 << 20,
+                                         .max_blocks = 1024, .max_references = 1024, .watch_processes = false});
+  const std::string named_name = named.name();
+  constexpr int kRounds = 8;
+  constexpr int kForks = 25;
+  for (int round = 0; round < kRounds; ++round) {
+    const auto result = mpaio_test::run_in_child([&] {
+      std::atomic<bool> stop{false};
+      // The pool that a thread has just attached and is registering (its registration mutex is taken),
+      // published under `published` so that a fork sees it alive.
+      std::mutex published;
+      SharedMemoryPool* registering = nullptr;
+      std::vector<std::thread> threads;
+      threads.emplace_back([&] {  // the local mutex: meta() reads a segment name under it
+        auto a = pool.allocate<std::int32_t>({16});
+        while (!stop.load()) (void)a.meta();
+      });
+      threads.emplace_back([&] {  // the list of pools
+        while (!stop.load()) (void)SharedMemoryPool::find(pool.id());
+      });
+      threads.emplace_back([&] {  // registration: a pool attached by name registers on its first call
+        while (!stop.load()) {
+          auto attached = SharedMemoryPool::attach(named_name);
+          {
+            std::lock_guard lock(published);
+            registering = &attached;
+          }
+          (void)attached.release_orphaned_transfers();
+          std::lock_guard lock(published);
+          registering = nullptr;
+        }
+      });
+      int failed = 0;
+      for (int fork = 0; fork < kForks && failed == 0; ++fork) {
+        published.lock();
+        SharedMemoryPool* other = registering;
+        std::fflush(nullptr);
+        const pid_t child = ::fork();
+        if (child == 0) {
+          // One thread here: every lock another thread held at the fork must be free.
+          auto a = pool.allocate<std::int32_t>({16});  // registers this process
+          if (a.meta().shm_name.empty()) ::_exit(2);
+          if (SharedMemoryPool::find(pool.id()) != &pool) ::_exit(3);
+          auto b = pool.adopt<std::int32_t>(pool.send(a));
+          if (other != nullptr) (void)other->release_orphaned_transfers();  // registers with the named pool
+          ::_exit(0);
+        }
+        published.unlock();
+        const auto r = mpaio_test::wait_child(child, std::chrono::seconds(5));
+        if (!r.exited_with(0)) {
+          std::fprintf(stderr, "fork %d: the child %s\n", fork, r.describe().c_str());
+          failed = 1;
+        }
+        pool.reclaim_dead();  // the child's slot
+      }
+      stop.store(true);
+      for (auto& t : threads) t.join();
+      return failed;
+    }, std::chrono::seconds(60));
+    ASSERT_TRUE(result.exited_with(0)) << "round " << round << ": " << result.describe();
+    pool.reclaim_dead();
+    named.reclaim_dead();
+  }
+  pool.check_invariants();
+  named.check_invariants();
+  EXPECT_EQ(pool.stats().bytes_in_use, 0u);
+  EXPECT_EQ(named.stats().processes, 1u);
+}
 
 // ---- arrays returned by ProcessPoolExecutor workers ---------------------------------------------------------
 

@@ -147,6 +147,51 @@ TEST(SharedMemoryPool, ExhaustionNamesTheNumbers) {
   EXPECT_THROW((void)pool.allocate<std::uint8_t>({0}), mpaio::InvalidArgument);
 }
 
+// Issue 11 item 8: an array's byte size had no upper bound. Near SIZE_MAX the rounding to 64 bytes wrapped
+// to 0 and the allocator read a size class far out of bounds (SIGSEGV); above 2^64 - 2^59 the size of the
+// segment to add wrapped, so every failed call added two segments; from 2^49 bytes on, the TLSF lists were
+// indexed out of bounds. Every size above the largest block is rejected, naming it, and nothing changes.
+// (A named pool: /dev/shm has a size limit, so a code that tried to reserve such a segment would fail at
+// once instead of filling memory.)
+TEST(SharedMemoryPool, ArraysLargerThanTheLargestBlockAreRejectedNamingTheSize) {
+  auto pool = SharedMemoryPool::create({.kind = mpaio::SegmentKind::named, .segment_size = 1 << 20, .max_segments = 8,
+                                        .max_blocks = 1024, .max_references = 1024});
+  const auto before = pool.stats();
+  constexpr std::size_t kMax = std::numeric_limits<std::size_t>::max();
+  constexpr std::size_t kLargestBlock = (std::size_t{1} << 49) - (std::size_t{1} << 44);
+  for (const std::size_t n : {kMax, kMax - 63, kMax - (std::size_t{1} << 58), std::size_t{1} << 63,
+                              std::size_t{1} << 49, kLargestBlock + 1}) {
+    SCOPED_TRACE("request of " + std::to_string(n) + " bytes");
+    try {
+      (void)pool.allocate<std::uint8_t>({n});
+      ADD_FAILURE() << "allocated";
+    } catch (const mpaio::InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(std::to_string(n)), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW((void)pool.allocate<std::uint64_t>({kMax / 8}), mpaio::InvalidArgument);  // kMax - 7 bytes
+  const auto after = pool.stats();
+  EXPECT_EQ(after.segments, before.segments);
+  EXPECT_EQ(after.bytes_total, before.bytes_total);
+  pool.check_invariants();
+}
+
+// Issue 11 item 8: PoolOptions::segment_size was not checked: SIZE_MAX wrapped to 0 when rounded to a page,
+// and a segment of 2^49 bytes or more is one free block that the TLSF lists cannot index.
+TEST(SharedMemoryPool, ASegmentSizeAboveTheLargestBlockIsRejected) {
+  constexpr std::size_t kLargestBlock = (std::size_t{1} << 49) - (std::size_t{1} << 44);
+  for (const std::size_t size : {std::numeric_limits<std::size_t>::max(), std::size_t{1} << 49, kLargestBlock + 1}) {
+    SCOPED_TRACE("segment_size " + std::to_string(size));
+    try {
+      (void)SharedMemoryPool::create({.kind = mpaio::SegmentKind::named, .segment_size = size});
+      ADD_FAILURE() << "created";
+    } catch (const mpaio::InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("segment_size"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(std::to_string(size)), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(SharedMemoryPool, RandomWorkloadKeepsInvariants) {
   auto pool = SharedMemoryPool::create(small_pool());
   std::mt19937 rng(7);

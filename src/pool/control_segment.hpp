@@ -1,50 +1,28 @@
 #pragma once
-// The shared-memory layout of a SharedMemoryPool's control segment. Offsets and indices only, never
-// pointers: every process maps the segment at its own address.
+// The shared-memory layout of a SharedMemoryPool's control segment, and how it is formatted and
+// recognised. Offsets and indices only, never pointers: every process maps the segment at its own
+// address. The header holds the lock, the allocator's lists (TlsfState), the process table, the segment
+// records, the counters and the undo journal; the block descriptor table and the reference records follow it.
 
 #include <pthread.h>
 
+#include <cstddef>
 #include <cstdint>
+
+#include "mpaio/shared_memory_pool.hpp"
+#include "pool/tlsf_allocator.hpp"
+#include "pool/undo_journal.hpp"
 
 namespace mpaio::detail::pool {
 
 inline constexpr std::uint64_t kMagic = 0x316c6f6f706f6961ULL;  // "aiopool1"
-inline constexpr std::uint32_t kVersion = 1;
-inline constexpr std::uint32_t kNone = 0xffffffffu;
+inline constexpr std::uint32_t kVersion = 2;
 inline constexpr std::uint32_t kMaxSegments = 64;
 inline constexpr std::uint32_t kMaxProcesses = 256;
 inline constexpr std::uint32_t kJournalCapacity = 1024;
 
-// Blocks are multiples of 64 bytes and start 64-byte aligned.
-inline constexpr unsigned kAlignLog2 = 6;
-inline constexpr std::uint64_t kAlign = std::uint64_t{1} << kAlignLog2;
-// TLSF: 16 second-level lists per power of two; sizes below 1 KiB map linearly to first level 0.
-inline constexpr unsigned kSlLog2 = 4;
-inline constexpr unsigned kSlCount = 1u << kSlLog2;
-inline constexpr unsigned kFlShift = kSlLog2 + kAlignLog2;
-inline constexpr unsigned kFlCount = 40;
-// Size classes: freed blocks of 64 B .. 4 KiB are cached per exact size, up to kQuickLimit each.
-inline constexpr std::uint64_t kQuickMax = 4096;
-inline constexpr unsigned kQuickClasses = kQuickMax / kAlign;
-inline constexpr std::uint32_t kQuickLimit = 256;
-
-enum BlockState : std::uint32_t { block_unused = 0, block_free = 1, block_used = 2, block_quick = 3 };
 enum RecordState : std::uint32_t { record_free = 0, record_held = 1, record_in_flight = 2 };
 enum SlotState : std::uint32_t { slot_free = 0, slot_live = 1 };
-
-/// A block of a data segment: allocated, free (in TLSF or a size-class list) or an unused descriptor.
-struct BlockDesc {
-  std::uint64_t offset;      // bytes from the segment start
-  std::uint64_t size;        // bytes, a multiple of kAlign
-  std::uint32_t segment;
-  std::uint32_t state;       // BlockState
-  std::uint32_t generation;  // bumped whenever the block is freed
-  std::uint32_t refs;        // reference records naming it
-  std::uint32_t phys_prev;   // neighbours in the segment (kNone at the ends)
-  std::uint32_t phys_next;
-  std::uint32_t link_prev;   // free list (TLSF, size class or unused descriptors)
-  std::uint32_t link_next;
-};
 
 /// One reference: held by a process slot, or in flight to a receiver's slot.
 struct RefRecord {
@@ -72,15 +50,9 @@ struct SegmentRecord {
   std::uint32_t kind;        // SegmentKind
 };
 
-/// One undo entry: where (byte offset in the control segment, shifted left 4) | size, and the old value.
-struct JournalEntry {
-  std::uint64_t where;
-  std::uint64_t old;
-};
-
 /// The control segment's header; the block and record tables follow it.
-struct Header {
-  std::uint64_t magic;
+struct ControlHeader {
+  std::uint64_t magic;  // written last by format_control (release), read first by is_formatted (acquire)
   std::uint64_t pool_id;
   std::uint32_t version;
   std::uint32_t kind;
@@ -95,13 +67,7 @@ struct Header {
   pthread_mutex_t mutex;
 
   // Everything below is changed only under the mutex, through the journal.
-  std::uint64_t fl_bitmap;
-  std::uint32_t sl_bitmap[kFlCount];
-  std::uint32_t heads[kFlCount][kSlCount];
-  std::uint32_t quick_heads[kQuickClasses];
-  std::uint32_t quick_count[kQuickClasses];
-  std::uint32_t unused_head;      // recycled descriptors
-  std::uint32_t blocks_hwm;       // descriptors never used start here
+  TlsfState tlsf;
   std::uint32_t free_record_head;
   std::uint32_t records_hwm;
   std::uint32_t segment_count;
@@ -117,9 +83,20 @@ struct Header {
   ProcessSlot processes[kMaxProcesses];
   SegmentRecord segments[kMaxSegments];
 
-  std::uint32_t journal_len;
+  std::uint32_t journal_length;
   std::uint32_t journal_pad;
   JournalEntry journal[kJournalCapacity];
 };
+
+/// Bytes of the control segment of a pool with `options` (header and tables, whole pages).
+std::size_t control_size_for(const PoolOptions& options);
+
+/// Formats a fresh (zeroed) control segment of `control_size` bytes: a new pool id, a robust
+/// process-shared mutex, empty lists, this process in slot 0 as the owner. `magic` is written last, with
+/// release, so that a process attaching meanwhile sees a complete header or none. Throws SystemError.
+void format_control(ControlHeader& h, const PoolOptions& options, std::size_t control_size);
+
+/// Whether `h` is a formatted control header of a segment of `control_size` bytes.
+bool is_formatted(const ControlHeader& h, std::size_t control_size) noexcept;
 
 }  // namespace mpaio::detail::pool

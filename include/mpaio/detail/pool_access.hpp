@@ -1,6 +1,6 @@
 #pragma once
-// The non-template part of SharedMemoryPool that PoolArray<T> calls into. PoolCore itself lives in
-// src/pool/; templates see it only through these functions.
+// The non-template part of SharedMemoryPool that PoolArray<T> and SharedMemoryPool's templates call into.
+// PoolCore itself lives in src/pool/pool_core.hpp; templates see it only through these functions.
 
 #include <atomic>
 #include <cstddef>
@@ -48,7 +48,8 @@ const std::string& pool_segment_name(const PoolCore& core, std::uint32_t segment
 /// The pool of this process with id `id`, or nullptr.
 PoolCore* find_pool(std::uint64_t id) noexcept;
 
-/// Points inside the pool's locked section where a test may inject a fault (a SIGKILL).
+/// Points in the pool's operations where a test may inject a fault: a SIGKILL inside the locked section, a
+/// pause where another process may act.
 enum class PoolFaultPoint {
   locked,              ///< right after taking the lock
   block_taken,         ///< a free block left its free list
@@ -57,6 +58,7 @@ enum class PoolFaultPoint {
   block_merged,        ///< a freed block absorbed a neighbour
   reference_released,  ///< a reference record was freed
   before_commit,       ///< every change made, the journal not yet cleared
+  segment_record_read, ///< outside the lock: a segment's record was read, the segment is not mapped yet
 };
 /// Test-only hook called at each PoolFaultPoint (nullptr: none). Not for production use.
 using PoolFaultHook = void (*)(PoolFaultPoint);
