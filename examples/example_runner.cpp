@@ -17,6 +17,7 @@
 #include <asio/signal_set.hpp>
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <mpaio/mpaio.hpp>
 
 #include "seed_workers.hpp"
 

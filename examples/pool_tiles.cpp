@@ -23,16 +23,19 @@
 namespace {
 
 constexpr std::size_t kTile = 64;
-mpaio::SharedMemoryPool* g_pool = nullptr;  // created before the executor: its workers inherit it
 
 /// Each chunk is one row of `refs`: the bytes of the PoolArrayRef of one input tile.
 struct Downsampler : mpaio::Worker<Downsampler, mpaio::PoolArray<float>> {
   using Worker::Worker;
-  static mpaio::PoolArray<float> process(mpaio::ArrayView<const std::uint8_t> refs, mpaio::Range rows) {
+  /// The pool the tiles are in: created before the executor, so its workers hold it too (by its id).
+  using Params = std::uint64_t;
+  static mpaio::PoolArray<float> process(mpaio::ArrayView<const std::uint8_t> refs, mpaio::Range rows,
+                                         const Params& pool_id) {
+    mpaio::SharedMemoryPool& pool = *mpaio::SharedMemoryPool::find(pool_id);
     mpaio::PoolArrayRef ref;
     std::memcpy(&ref, refs.row(rows.start / sizeof ref).data(), sizeof ref);
-    auto tile = g_pool->attach<std::uint8_t>(ref);  // a reference of this worker, dropped on return
-    auto out = g_pool->allocate<float>({kTile / 2, kTile / 2});
+    auto tile = pool.attach<std::uint8_t>(ref);  // a reference of this worker, dropped on return
+    auto out = pool.allocate<float>({kTile / 2, kTile / 2});
     for (std::size_t y = 0; y < kTile / 2; ++y) {
       for (std::size_t x = 0; x < kTile / 2; ++x) {
         const std::uint8_t* p = tile.data() + 2 * y * kTile + 2 * x;
@@ -67,7 +70,6 @@ int main(int argc, char** argv) {
 
   // 1. The pool first, then the executor (its workers inherit the pool).
   auto pool = mpaio::SharedMemoryPool::create({.kind = named ? mpaio::SegmentKind::named : mpaio::SegmentKind::anonymous});
-  g_pool = &pool;
   mpaio::ProcessPoolExecutor executor({.workers = workers});
 
   // 2. The producer: thousands of tiles, and a table of their references for the workers.
@@ -84,7 +86,7 @@ int main(int argc, char** argv) {
   }
 
   // 3. One chunk per tile.
-  Downsampler downsampler{mpaio::DataIterator::rows(refs.meta(), 1)};
+  Downsampler downsampler{mpaio::DataIterator::rows(refs.meta(), 1), pool.id()};
   downsampler.results.resize(tiles);
   mpaio::WorkerOrchestrator orchestrator{executor, {&downsampler}};
   const auto start = std::chrono::steady_clock::now();

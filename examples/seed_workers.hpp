@@ -1,11 +1,14 @@
 #pragma once
-// The two workers of the seed demo: a sum of int64 and an in-order concatenation of strings.
+// The two workers of the seed demo: a sum of int64 and an in-order concatenation of strings. A file that
+// only defines workers includes worker.hpp (and fixed_string.hpp for string elements), not mpaio.hpp: it
+// needs neither Asio nor the executors.
 
 #include <cstdint>
 #include <map>
 #include <string>
 
-#include <mpaio/mpaio.hpp>
+#include <mpaio/fixed_string.hpp>
+#include <mpaio/worker.hpp>
 
 /// Sums its chunk of an int64 array; the caller adds the partial sums up.
 struct AddIntWorker : mpaio::Worker<AddIntWorker, std::int64_t> {

@@ -8,6 +8,8 @@
 #include <memory>
 #include <typeinfo>
 
+#include "mpaio/exception_registry.hpp"
+
 namespace mpaio::detail {
 
 std::int64_t monotonic_ns() noexcept {
@@ -33,11 +35,13 @@ ChunkExecution execute_chunk(ChunkFn fn, const ChunkCall& call) noexcept {
       result.failed = true;
       result.error_type = demangle(typeid(e).name());
       result.error_message = e.what();
+      result.failure_payload = encode_current_exception();
     } catch (...) {
       result.failed = true;
       const std::type_info* type = abi::__cxa_current_exception_type();
       result.error_type = type != nullptr ? demangle(type->name()) : "unknown exception";
       result.error_message = "exception not derived from std::exception";
+      result.failure_payload = encode_current_exception();
     }
   } catch (...) {  // building the message itself failed (out of memory)
     result.failed = true;

@@ -27,7 +27,7 @@ OutOfSharedMemory::OutOfSharedMemory(std::string call, int errnum, std::uint64_t
       available_(available) {}
 
 ChunkError::ChunkError(std::string worker_type, Range range, std::uint32_t slot, pid_t pid, std::string cause_type,
-                       std::string cause)
+                       std::string cause, std::exception_ptr original)
     : Error(fmt::format("{} chunk [{}, {}) failed in worker {} (pid {}): {}{}{}", worker_type, range.start, range.end,
                         slot, pid, cause_type, cause_type.empty() ? "" : ": ", cause)),
       worker_type_(std::move(worker_type)),
@@ -35,6 +35,7 @@ ChunkError::ChunkError(std::string worker_type, Range range, std::uint32_t slot,
       slot_(slot),
       pid_(pid),
       cause_type_(std::move(cause_type)),
-      cause_(std::move(cause)) {}
+      cause_(std::move(cause)),
+      original_(std::move(original)) {}
 
 }  // namespace mpaio

@@ -36,8 +36,9 @@ void InlineExecutor::run_next() {
   const detail::ParamsRef params = detail::run_params_ref(context_, task);
   const detail::ChunkCall call{array.data, array.meta.shape, task.range, &out_, &stop_, &params};
   const detail::ChunkExecution done = detail::execute_chunk(task.fn, call);
-  ChunkOutcome outcome{task.id, out_, done.start_ns, done.end_ns, 0, ::getpid(), done.failed ? ChunkFailure::exception : ChunkFailure::none, done.error_type,
-                       done.error_message};
+  const ChunkOutcome outcome{task.id, out_, done.start_ns, done.end_ns, 0, ::getpid(),
+                             done.failed ? ChunkFailure::exception : ChunkFailure::none, done.error_type,
+                             done.error_message, done.failure_payload};
   if (!queue_.empty() && !scheduled_) {  // keep going before the sink submits more
     scheduled_ = true;
     asio::post(context_.loop, [this, active = active_] {

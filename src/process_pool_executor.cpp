@@ -393,6 +393,7 @@ struct ProcessPoolExecutor::Impl final : Supervisor::Events, detail::Drainer::Ow
         outcome.failure = ChunkFailure::exception;
         outcome.error_type = {reinterpret_cast<const char*>(text.data()), failed.type_bytes};
         outcome.error_message = {reinterpret_cast<const char*>(text.data()) + failed.type_bytes, failed.message_bytes};
+        outcome.failure_payload = text.subspan(std::size_t{failed.type_bytes} + failed.message_bytes, failed.payload_bytes);
         return deliver(i, outcome);
       }
     }

@@ -103,7 +103,7 @@ void ThreadPoolExecutor::wait_for_results() {
       --outstanding_;
       const ChunkOutcome outcome{f.task.id, f.result, f.done.start_ns, f.done.end_ns, f.slot, f.pid,
                                  f.done.failed ? ChunkFailure::exception : ChunkFailure::none, f.done.error_type,
-                                 f.done.error_message};
+                                 f.done.error_message, f.done.failure_payload};
       context_.sink->on_chunk_done(outcome);
     }
     if (token->active) wait_for_results();

@@ -20,7 +20,9 @@
 #include "mpaio/detail/segment_registry.hpp"
 #include "mpaio/detail/unique_fd.hpp"
 #include "mpaio/error.hpp"
+#include "mpaio/exception_registry.hpp"
 #include "mpaio/shared_memory.hpp"
+#include "run_gate.hpp"
 
 namespace mpaio {
 
@@ -48,6 +50,14 @@ struct CpuSampler {
   bool stopped = false;
 };
 
+/// The ChunkError of a registered exception: also a std::nested_exception holding it, so that
+/// std::rethrow_if_nested() on the ChunkError rethrows the original.
+class NestedChunkError final : public ChunkError, public std::nested_exception {
+ public:
+  /// Must be made while the original is the exception being handled.
+  explicit NestedChunkError(ChunkError error) : ChunkError(std::move(error)) {}
+};
+
 asio::awaitable<void> sample_cpu(std::shared_ptr<CpuSampler> sampler) {
   while (!sampler->stopped) {
     sampler->timer.expires_after(sampler->interval);
@@ -73,6 +83,11 @@ class WorkerOrchestrator::Run final : public RunSink {
       if (worker == nullptr) throw InvalidArgument("WorkerOrchestrator: a worker pointer is null");
       report_.worker_types.push_back(worker->type_name());
       array_of_.push_back(resolve(*worker));
+      params_of_.push_back(kNoRunParams);
+      if (worker->params_object() != nullptr) {
+        params_of_.back() = static_cast<std::uint32_t>(params_.size());
+        params_.push_back(RunParams{worker->params_object(), worker->encoded_params()});
+      }
       offsets_.push_back(offsets_.back() + worker->chunks().size());
     }
     total_ = offsets_.back();
@@ -93,6 +108,7 @@ class WorkerOrchestrator::Run final : public RunSink {
     if (progress_) progress_->finish();
   }
   [[nodiscard]] std::span<const RunArray> arrays() const noexcept { return arrays_; }
+  [[nodiscard]] std::span<const RunParams> params() const noexcept { return params_; }
   [[nodiscard]] bool finished() const noexcept { return stopping_ ? in_flight_ == 0 : completed_ == total_; }
   asio::steady_timer& done_signal() noexcept { return done_; }
 
@@ -163,9 +179,27 @@ class WorkerOrchestrator::Run final : public RunSink {
       case ChunkFailure::timeout:
         return std::make_exception_ptr(
             ChunkTimeout(type, range, o.slot, o.pid, "chunk timed out", std::string(o.error_message)));
-      default:
-        return std::make_exception_ptr(
-            ChunkError(type, range, o.slot, o.pid, std::string(o.error_type), std::string(o.error_message)));
+      default: {
+        ChunkError error(type, range, o.slot, o.pid, std::string(o.error_type), std::string(o.error_message),
+                         original_of(o));
+        if (!error.original()) return std::make_exception_ptr(std::move(error));
+        try {
+          error.rethrow_original();
+        } catch (...) {  // NestedChunkError's std::nested_exception takes the exception being handled
+          return std::make_exception_ptr(NestedChunkError(std::move(error)));
+        }
+        return nullptr;  // not reached: rethrow_original() threw
+      }
+    }
+  }
+
+  /// The exception `process` threw, rebuilt from the outcome's payload; null without one, or when it cannot
+  /// be rebuilt here (the ChunkError still carries the type's name and message).
+  static std::exception_ptr original_of(const ChunkOutcome& o) noexcept {
+    try {
+      return detail::decode_exception(o.failure_payload);
+    } catch (...) {
+      return nullptr;
     }
   }
 
@@ -201,15 +235,16 @@ class WorkerOrchestrator::Run final : public RunSink {
   std::uint32_t resolve(const WorkerBase& worker) {
     const ArrayMeta& meta = worker.chunks().meta();
     const std::string type = worker.type_name();
-    auto fail_with = [&](const std::string& why) {
-      return InvalidArgument(fmt::format("{}: array {}: {}", type, meta.shm_name, why));
-    };
+    // The ArrayMeta checks and the attach name the array (or its segment) themselves: add only the worker.
+    auto fail_with = [&](const std::string& why) { return InvalidArgument(fmt::format("{}: {}", type, why)); };
     try {
       meta.check_dtype(worker.element_type());
     } catch (const Error& e) {
       throw fail_with(e.what());
     }
-    if (meta.shape.size() > kMaxDims) throw fail_with(fmt::format("{} dimensions, at most {}", meta.shape.size(), kMaxDims));
+    if (meta.shape.size() > kMaxDims) {
+      throw fail_with(fmt::format("array {}: {} dimensions, at most {}", meta.shm_name, meta.shape.size(), kMaxDims));
+    }
     for (std::uint32_t i = 0; i < arrays_.size(); ++i) {
       if (arrays_[i].meta == meta) return i;
     }
@@ -218,7 +253,7 @@ class WorkerOrchestrator::Run final : public RunSink {
       try {
         attached_.push_back(SharedMemory::attach(meta.shm_name, Access::read_only));
       } catch (const Error& e) {
-        throw fail_with(e.what());
+        throw fail_with(fmt::format("cannot attach its array: {}", e.what()));
       }
       segment = detail::find_segment(meta.shm_name);
     }
@@ -239,7 +274,7 @@ class WorkerOrchestrator::Run final : public RunSink {
   [[nodiscard]] ChunkTask task_for(std::uint64_t id) const {
     const std::size_t w = worker_of(id);
     const WorkerBase& worker = *owner_.workers_[w];
-    return ChunkTask{id, worker.chunk_function(), worker.worker_type(), array_of_[w], kNoRunParams,
+    return ChunkTask{id, worker.chunk_function(), worker.worker_type(), array_of_[w], params_of_[w],
                      worker.chunks()[id - offsets_[w]]};
   }
 
@@ -249,6 +284,8 @@ class WorkerOrchestrator::Run final : public RunSink {
   std::vector<detail::UniqueFd> fds_;
   std::vector<RunArray> arrays_;
   std::vector<std::uint32_t> array_of_;  // per worker
+  std::vector<RunParams> params_;        // of the workers that have parameters
+  std::vector<std::uint32_t> params_of_; // per worker: index into params_, or kNoRunParams
   std::vector<std::size_t> offsets_;     // chunk ids of worker w are [offsets_[w], offsets_[w+1])
   std::size_t total_ = 0;
   std::size_t total_elements_ = 0;
@@ -286,6 +323,8 @@ asio::awaitable<RunReport> WorkerOrchestrator::run() {
   co_await asio::this_coro::throw_if_cancelled(false);
   const auto loop = co_await asio::this_coro::executor;
   last_report_ = {};
+  // Destroyed after stop_on_exit below: the next run starts once this one has stopped the executor.
+  const detail::RunGate::Turn turn = co_await detail::RunGate::take(executor_);
   Run run(*this, loop);
   run.prepare();
   const std::int64_t origin = detail::monotonic_ns();
@@ -297,7 +336,7 @@ asio::awaitable<RunReport> WorkerOrchestrator::run() {
     sampler = std::make_shared<CpuSampler>(loop, options_.cpu_sample_interval, origin);
     asio::co_spawn(loop, sample_cpu(sampler), asio::detached);
   }
-  executor_.start_run(RunContext{loop, &run, run.arrays(), {}, options_.chunk_timeout, options_.timeout_grace});
+  executor_.start_run(RunContext{loop, &run, run.arrays(), run.params(), options_.chunk_timeout, options_.timeout_grace});
   struct StopOnExit {  // also when the coroutine is destroyed while suspended
     Executor& executor;
     std::shared_ptr<CpuSampler> sampler;
@@ -338,6 +377,13 @@ asio::awaitable<RunReport> WorkerOrchestrator::run() {
 }
 
 RunReport WorkerOrchestrator::run_blocking() {
+  if (detail::RunGate::held_from_this_thread(executor_)) {
+    throw InvalidArgument(fmt::format(
+        "WorkerOrchestrator::run_blocking: a run started from this thread holds the {} executor (is this one of its "
+        "callbacks?); waiting for it here would wait for ever, since this thread drives it. Start this run with "
+        "co_spawn(loop, run(), ...) instead",
+        executor_.name()));
+  }
   asio::io_context io;
   std::optional<RunReport> report;
   std::exception_ptr error;

@@ -3,6 +3,7 @@
 /// ArrayView<T>: a non-owning, typed, row-major view of an array.
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -13,8 +14,9 @@ namespace mpaio {
 
 /// Non-owning view of `size()` elements of type T in row-major order, with shape `shape()`.
 ///
-/// Cheap to copy. The data and the shape it points to must outlive the view (they belong to a
-/// SharedArray, or to the worker process's mapping while `process` runs).
+/// Cheap to copy. The data must outlive the view (it belongs to a SharedArray, or to the worker process's
+/// mapping while `process` runs), and so must the shape a view is made with; a view made by rows_of()
+/// holds its own shape instead, shared with its copies, so that it stays valid however long they live.
 template <class T>
 class ArrayView {
  public:
@@ -25,7 +27,9 @@ class ArrayView {
     for (std::size_t extent : shape_) size_ *= extent;
   }
   /// A const view of a mutable one.
-  operator ArrayView<const T>() const noexcept { return {data_, shape_}; }  // NOLINT(google-explicit-constructor)
+  operator ArrayView<const T>() const noexcept {  // NOLINT(google-explicit-constructor)
+    return ArrayView<const T>(data_, shape_, owned_shape_);
+  }
 
   [[nodiscard]] T* data() const noexcept { return data_; }
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
@@ -62,11 +66,41 @@ class ArrayView {
     }
     return {data_ + r.start, r.size()};
   }
+  /// The rows of the first axis that `r` covers, as a view of shape {r.size() / row_size(), shape[1:]...}:
+  /// what a chunk of DataIterator::rows is. Throws InvalidArgument if r is reversed, reaches past size(),
+  /// or starts or ends inside a row, and for a 0-d array.
+  [[nodiscard]] ArrayView rows_of(Range r) const {
+    if (shape_.empty()) throw InvalidArgument("ArrayView::rows_of: a 0-d array has no rows");
+    if (r.start > r.end || r.end > size_) {
+      throw InvalidArgument("ArrayView::rows_of: range [" + std::to_string(r.start) + ", " + std::to_string(r.end) +
+                            ") outside an array of " + std::to_string(size_) + " elements");
+    }
+    const std::size_t n = row_size();
+    if (n != 0 && (r.start % n != 0 || r.end % n != 0)) {
+      throw InvalidArgument("ArrayView::rows_of: range [" + std::to_string(r.start) + ", " + std::to_string(r.end) +
+                            ") does not cover whole rows of " + std::to_string(n) + " elements");
+    }
+    auto shape = std::make_shared<std::size_t[]>(shape_.size());
+    shape[0] = n == 0 ? 0 : r.size() / n;
+    for (std::size_t i = 1; i < shape_.size(); ++i) shape[i] = shape_[i];
+    const std::span<const std::size_t> extents(shape.get(), shape_.size());
+    return ArrayView(data_ + r.start, extents, std::move(shape));
+  }
 
  private:
+  template <class>
+  friend class ArrayView;
+
+  /// A view whose shape `owned` holds (or, when `owned` is null, the caller).
+  ArrayView(T* data, std::span<const std::size_t> shape, std::shared_ptr<const std::size_t[]> owned) noexcept
+      : ArrayView(data, shape) {
+    owned_shape_ = std::move(owned);
+  }
+
   T* data_ = nullptr;
   std::span<const std::size_t> shape_;
   std::size_t size_ = 0;
+  std::shared_ptr<const std::size_t[]> owned_shape_;  // set by rows_of: the storage of shape_
 };
 
 }  // namespace mpaio

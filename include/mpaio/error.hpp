@@ -3,6 +3,7 @@
 /// The exception hierarchy: every error mpaio reports derives from mpaio::Error.
 
 #include <cstdint>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -59,18 +60,30 @@ class DecodeError : public Error {
 };
 
 /// A chunk failed: names the worker type, the chunk, the worker slot and process, and the cause.
+///
+/// When `process` threw an exception of a registered type (register_exception in exception_registry.hpp),
+/// original() holds that exception as itself, and the ChunkError that run() throws also derives from
+/// std::nested_exception, so `std::rethrow_if_nested(e)` rethrows it too.
 class ChunkError : public Error {
  public:
   /// @param cause_type the exception type thrown by `process`, or the kind of failure
   /// @param cause      the exception's message, or how the worker died
+  /// @param original   the exception `process` threw, rebuilt in this process; null when there is none
   ChunkError(std::string worker_type, Range range, std::uint32_t slot, pid_t pid, std::string cause_type,
-             std::string cause);
+             std::string cause, std::exception_ptr original = nullptr);
   [[nodiscard]] const std::string& worker_type() const noexcept { return worker_type_; }
   [[nodiscard]] Range range() const noexcept { return range_; }
   [[nodiscard]] std::uint32_t slot() const noexcept { return slot_; }
   [[nodiscard]] pid_t pid() const noexcept { return pid_; }
   [[nodiscard]] const std::string& cause_type() const noexcept { return cause_type_; }
   [[nodiscard]] const std::string& cause() const noexcept { return cause_; }
+  /// The exception `process` threw, as its own type: set when that type is registered where the chunk ran
+  /// and here; null otherwise (an unregistered type, a crash, a timeout).
+  [[nodiscard]] const std::exception_ptr& original() const noexcept { return original_; }
+  /// Throws original() when there is one; returns otherwise (as std::rethrow_if_nested does).
+  void rethrow_original() const {
+    if (original_) std::rethrow_exception(original_);
+  }
 
  private:
   std::string worker_type_;
@@ -79,6 +92,7 @@ class ChunkError : public Error {
   pid_t pid_;
   std::string cause_type_;
   std::string cause_;
+  std::exception_ptr original_;
 };
 
 /// A worker process died (signal, exit) while it ran a chunk; the pool has replaced it.

@@ -10,7 +10,8 @@
 /// To write an executor: run each chunk with detail::execute_chunk(task.fn, call) where `call` points at
 /// the task's array (RunArray::data, or a mapping of RunArray::segment_fd in another process) and its
 /// parameters (detail::run_params_ref), collect the encoded result bytes, and report them with the timing
-/// and the slot/pid that ran them. In another process, find the worker type by task.worker_type
+/// and the slot/pid that ran them (or, for a chunk that threw, the execution's error fields and
+/// failure_payload). In another process, find the worker type by task.worker_type
 /// (detail::find_worker_type) rather than through task.fn.
 
 #include <algorithm>
@@ -65,7 +66,8 @@ struct ChunkTask {
 /// Why a chunk has no result.
 enum class ChunkFailure {
   none,       ///< it succeeded
-  exception,  ///< `process` (or `init`) threw: error_type is the exception type, error_message its what()
+  exception,  ///< `process` (or `init`) threw: error_type is the exception type, error_message its what(),
+              ///< failure_payload the exception itself when its type is registered (register_exception)
   crash,      ///< the worker process died while running it: error_message says how (signal, exit code)
   timeout,    ///< it ran past the run's chunk timeout and its worker was stopped
 };
@@ -81,6 +83,9 @@ struct ChunkOutcome {
   ChunkFailure failure = ChunkFailure::none;
   std::string_view error_type;        ///< exception: its demangled type
   std::string_view error_message;     ///< when failed: what happened
+  /// exception: the exception itself when its type is registered (ChunkExecution::failure_payload, carried
+  /// as it is), empty otherwise; valid only during on_chunk_done
+  std::span<const std::byte> failure_payload;
 };
 
 /// Receives chunk outcomes; implemented by the orchestrator.
@@ -117,7 +122,9 @@ inline ParamsRef run_params_ref(const RunContext& context, const ChunkTask& task
 }  // namespace detail
 
 /// Where chunks run. Implementations: InlineExecutor, ThreadPoolExecutor, ProcessPoolExecutor.
-/// One run at a time; the calls of a run are made on its event loop's thread.
+/// It serves one run at a time (WorkerOrchestrator makes runs on one executor take turns, so an
+/// implementation needs no guard of its own); the calls of a run are made on its event loop's thread, and
+/// the next run's may come from another thread, after the previous run's stop_run().
 class Executor {
  public:
   virtual ~Executor() = default;

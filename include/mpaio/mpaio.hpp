@@ -9,6 +9,7 @@
 #include "mpaio/data_iterator.hpp"
 #include "mpaio/dtype.hpp"
 #include "mpaio/error.hpp"
+#include "mpaio/exception_registry.hpp"
 #include "mpaio/executor.hpp"
 #include "mpaio/fixed_string.hpp"
 #include "mpaio/inline_executor.hpp"

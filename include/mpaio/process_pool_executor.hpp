@@ -61,6 +61,13 @@ struct ChannelTraffic {
 /// a plain function pointer) but none of the state of threads started later. Construct it from a thread
 /// that lives as long as the pool.
 ///
+/// What `process` and `init` see in a worker:
+/// - the program as it was when the pool was constructed. A global or static written afterwards keeps its
+///   old value in the workers, silently (a ThreadPoolExecutor's threads, sharing the program's memory, see
+///   the new one): set such state before constructing the pool, or construct a new pool after changing it.
+/// - the arrays handed to the run, as they are when a chunk reads them: the way to give workers data that
+///   changes after the pool was constructed.
+///
 /// Code in `process` and `init` may log through spdlog: each line reaches the caller's default logger,
 /// tagged "[mpaio-w<slot> pid <pid>]", in order per worker, filtered by the caller's level.
 ///

@@ -56,17 +56,25 @@ struct OrchestratorOptions {
 /// ErrorPolicy::collect the other chunks still run and the failures are listed in the report. Cancelling
 /// run() (Asio per-operation cancellation) stops dispatch, stops the chunks in flight where the executor
 /// can, and throws RunCancelled. The executor stays usable for the next run. The workers and the
-/// executor must outlive the orchestrator; one run at a time per executor.
+/// executor must outlive the orchestrator.
+///
+/// Runs on one executor take turns, whichever orchestrators, loops and threads they come from: a run
+/// started while another holds the executor waits, without blocking its loop, until that one has ended,
+/// then starts on its own loop. Cancelling a waiting run throws RunCancelled and leaves the running one
+/// alone; a waiting run whose loop is destroyed gives up its turn.
 class WorkerOrchestrator {
  public:
   WorkerOrchestrator(Executor& executor, std::vector<WorkerBase*> workers, OrchestratorOptions options = {});
 
   /// Runs every chunk; completes when all results have been delivered. Use from a coroutine on any
-  /// io_context: `RunReport report = co_await orchestrator.run();`. Throws InvalidArgument (bad arrays or
-  /// options, before anything is dispatched), ChunkError, RunCancelled, or what a callback threw.
+  /// io_context: `RunReport report = co_await orchestrator.run();`. Waits first for a run that holds the
+  /// executor to end. Throws InvalidArgument (bad arrays or options, before anything is dispatched),
+  /// ChunkError, RunCancelled (also when cancelled while waiting), or what a callback threw.
   asio::awaitable<RunReport> run();
 
-  /// run() on an io_context of its own, returning when the run is over.
+  /// run() on an io_context of its own, returning when the run is over (after waiting for a run that holds
+  /// the executor on another thread). Throws InvalidArgument when a run started from this thread holds the
+  /// executor (run_blocking from one of its callbacks): that wait would never end.
   RunReport run_blocking();
 
   /// The report of the last run, also of one that threw ChunkError or RunCancelled: its chunk records,

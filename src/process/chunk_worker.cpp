@@ -113,7 +113,7 @@ class WorkerProcess {
     const ChunkExecution done = execute_chunk(type->run, call);
     h.running.store(0, std::memory_order_release);
     if (done.failed) {
-      publish_failure(order.chunk_id, done.start_ns, done.end_ns, done.error_type, done.error_message, {});
+      publish_failure(order.chunk_id, done.start_ns, done.end_ns, done.error_type, done.error_message, done.failure_payload);
     } else if (out_.size() > settings_.max_result_bytes) {
       publish_failure(order.chunk_id, done.start_ns, done.end_ns, "mpaio::ResultTooLarge",
                       fmt::format("the encoded result is {} bytes, over the limit of {} bytes "

@@ -75,25 +75,33 @@ bool system_library(std::string_view path) {
 }  // namespace
 
 std::string describe_frames(const CrashFrames& frames, std::string_view stop_at) {
-  // The modules of this process, which maps the crashed child's code at the same addresses. Read anew for
-  // each crash, and closed after it: the fork server keeps no descriptor besides those it serves with.
-  char* debuginfo_path = nullptr;
-  Dwfl_Callbacks callbacks{};
-  callbacks.find_elf = dwfl_linux_proc_find_elf;
-  callbacks.find_debuginfo = dwfl_standard_find_debuginfo;
-  callbacks.debuginfo_path = &debuginfo_path;
-  std::unique_ptr<Dwfl, decltype(&dwfl_end)> dwfl(dwfl_begin(&callbacks), &dwfl_end);
-  if (dwfl) {
-    dwfl_report_begin(dwfl.get());
-    const int failed = dwfl_linux_proc_report(dwfl.get(), ::getpid());
-    dwfl_report_end(dwfl.get(), nullptr, nullptr);
-    if (failed != 0) dwfl.reset();
-  }
+  // The modules of this process, which maps the crashed child's code at the same addresses (it is the fork
+  // server, whose mappings do not change). Read once and kept: looking lines up reads the debug information,
+  // which is costly to read for each crash. The files it opens stay open with it. Separate debug information
+  // is looked up by build id on this machine only: the standard lookup would also start a debuginfod client
+  // (sockets, and a network wait when DEBUGINFOD_URLS is set) inside the fork server.
+  static Dwfl* dwfl = [] {
+    static char* debuginfo_path = nullptr;
+    static Dwfl_Callbacks callbacks{};
+    callbacks.find_elf = dwfl_linux_proc_find_elf;
+    callbacks.find_debuginfo = dwfl_build_id_find_debuginfo;
+    callbacks.debuginfo_path = &debuginfo_path;
+    Dwfl* d = dwfl_begin(&callbacks);
+    if (d == nullptr) return d;
+    dwfl_report_begin(d);
+    const int failed = dwfl_linux_proc_report(d, ::getpid());
+    dwfl_report_end(d, nullptr, nullptr);
+    if (failed != 0) {
+      dwfl_end(d);
+      return static_cast<Dwfl*>(nullptr);
+    }
+    return d;
+  }();
   std::string text;
   for (std::uint32_t i = 0; i < frames.count; ++i) {
     // A return address points after its call: look one byte back for every frame but the faulting one.
     const Dwarf_Addr pc = frames.address[i] - (i == 0 ? 0 : 1);
-    Dwfl_Module* module = dwfl ? dwfl_addrmodule(dwfl.get(), pc) : nullptr;
+    Dwfl_Module* module = dwfl != nullptr ? dwfl_addrmodule(dwfl, pc) : nullptr;
     const char* symbol = module != nullptr ? dwfl_module_addrname(module, pc) : nullptr;
     const char* file = module != nullptr ? dwfl_module_info(module, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr) : nullptr;
     const std::string function = symbol != nullptr ? demangle(symbol) : fmt::format("{:#x}", frames.address[i]);

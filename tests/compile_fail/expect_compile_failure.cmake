@@ -3,11 +3,15 @@
 # the expected failure.
 #
 #   cmake -DCXX=<compiler> -DSOURCE=<file.cpp> -DINCLUDES=<dir|dir|...> -DDEFINITIONS=<DEF|DEF=1|...>
-#         [-DIMPLICIT=<dir|...>] -DEXPECT=<text the diagnostics must contain> -P expect_compile_failure.cmake
+#         [-DIMPLICIT=<dir|...>] -DEXPECT=<text the diagnostics must contain>
+#         [-DUNEXPECTED=<text|text|...>] -P expect_compile_failure.cmake
 #
-# IMPLICIT lists the compiler's own include directories: they are left out of the -I flags (an explicit
-# -I/usr/include would reorder the system headers).
+# UNEXPECTED lists texts the diagnostics must not contain: the follow-up errors that the one mistake must
+# not cause (a message that is untrue once the first one is shown).
+#
+# IMPLICIT lists the compiler's own include directories (see compiler_args.cmake).
 cmake_minimum_required(VERSION 3.25)
+include(${CMAKE_CURRENT_LIST_DIR}/compiler_args.cmake)
 
 foreach(var CXX SOURCE EXPECT)
   if(NOT DEFINED ${var} OR "${${var}}" STREQUAL "")
@@ -15,21 +19,7 @@ foreach(var CXX SOURCE EXPECT)
   endif()
 endforeach()
 
-set(args -std=c++20 -fsyntax-only)
-string(REPLACE "|" ";" include_list "${INCLUDES}")
-string(REPLACE "|" ";" implicit_list "${IMPLICIT}")
-list(REMOVE_DUPLICATES include_list)
-foreach(dir IN LISTS include_list)
-  if(NOT dir STREQUAL "" AND NOT dir IN_LIST implicit_list)
-    list(APPEND args "-I${dir}")
-  endif()
-endforeach()
-string(REPLACE "|" ";" definition_list "${DEFINITIONS}")
-foreach(definition IN LISTS definition_list)
-  if(NOT definition STREQUAL "")
-    list(APPEND args "-D${definition}")
-  endif()
-endforeach()
+mpaio_compile_check_args(args)
 
 execute_process(COMMAND ${CXX} ${args} -DMPAIO_COMPILE_FAIL_CONTROL ${SOURCE}
                 RESULT_VARIABLE control_result OUTPUT_VARIABLE control_output ERROR_VARIABLE control_output)
@@ -47,4 +37,14 @@ string(FIND "${output}" "${EXPECT}" position)
 if(position EQUAL -1)
   message(FATAL_ERROR "${SOURCE} failed to compile, but without the message \"${EXPECT}\":\n${output}")
 endif()
+string(REPLACE "|" ";" unexpected_list "${UNEXPECTED}")
+foreach(text IN LISTS unexpected_list)
+  if(NOT text STREQUAL "")
+    string(FIND "${output}" "${text}" position)
+    if(NOT position EQUAL -1)
+      message(FATAL_ERROR "${SOURCE} failed to compile with \"${EXPECT}\", but also with \"${text}\", which the "
+                          "first error must not bring:\n${output}")
+    endif()
+  endif()
+endforeach()
 message(STATUS "${SOURCE} fails to compile as expected: \"${EXPECT}\"")

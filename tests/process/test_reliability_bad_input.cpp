@@ -101,6 +101,54 @@ TEST_F(reliability_RefusedRun, OffsetPastTheEndOfTheSegment) {
   expect_refused(meta, {small.meta().shm_name});
 }
 
+/// The message of the InvalidArgument that refusing a run of `worker` throws (on the inline executor: the
+/// checks come before any executor is involved).
+std::string refusal(SumWorker& worker) {
+  mpaio::InlineExecutor executor;
+  WorkerOrchestrator orchestrator{executor, {&worker}};
+  try {
+    (void)orchestrator.run_blocking();
+  } catch (const InvalidArgument& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "the run was not refused";
+  return {};
+}
+
+TEST_F(reliability_BadInput, EachRefusalMessageNamesItsWorkerTypeAndItsArrayOnce) {
+  // Issue 11 (process layer), the wrong-dtype message: each message says its subject once.
+  auto doubles = mpaio::SharedArray<double>::create({1000});
+  auto ints = iota_array(1000, {.kind = mpaio::SegmentKind::named});
+  const std::string ints_name = ints.meta().shm_name;
+  SumWorker wrong_type{DataIterator::chunks(doubles.meta(), 100)};
+  const std::string type = wrong_type.type_name();
+  EXPECT_EQ(refusal(wrong_type),
+            type + ": array " + doubles.meta().shm_name + " holds <f8 elements, but <i8 was expected");
+
+  ArrayMeta too_long = ints.meta();
+  too_long.shape = {1'000'000};
+  SumWorker beyond{DataIterator::chunks(too_long, 100'000)};
+  EXPECT_EQ(refusal(beyond), type + ": array " + ints_name +
+                                 " <i8 shape [1000000] at offset 0 needs 8000000 bytes, beyond the segment's 8000 bytes");
+
+  ArrayMeta misaligned = ints.meta();
+  misaligned.shape = {10};
+  misaligned.offset = 4;
+  SumWorker unaligned{DataIterator::chunks(misaligned, 5)};
+  EXPECT_EQ(refusal(unaligned),
+            type + ": array " + ints_name + " <i8: offset 4 is not a multiple of the element alignment 8");
+
+  ArrayMeta deep = ints.meta();
+  deep.shape = std::vector<std::size_t>(33, 1);
+  SumWorker too_deep{DataIterator::chunks(deep, 1)};
+  EXPECT_EQ(refusal(too_deep), type + ": array " + ints_name + ": 33 dimensions, at most 32");
+
+  const ArrayMeta unknown{"/mpaio-no-such-segment-4242", mpaio::dtype_of<std::int64_t>(), {1000}, 0};
+  SumWorker missing{DataIterator::chunks(unknown, 100)};
+  EXPECT_EQ(refusal(missing), type + ": cannot attach its array: shm_open(name=/mpaio-no-such-segment-4242, "
+                                     "access=read_only) failed: No such file or directory");
+}
+
 /// Returns a string of `n` bytes for chunk starts in the board's "big" cell, small ones otherwise.
 struct TextWorker : mpaio::Worker<TextWorker, std::string> {
   using Worker::Worker;
@@ -149,7 +197,7 @@ TEST_F(reliability_BadInput, OversizeResultFailsOnlyItsChunkWithTheSizeInTheMess
 class reliability_EmptyArray : public ReliabilityTest, public ::testing::WithParamInterface<ExecutorKind> {};
 
 TEST_P(reliability_EmptyArray, MadeBySharedArrayCreateCompletesAtOnceWithZeroChunks) {
-  Board board(100);  // before the pool: its workers inherit the board's name
+  Board board(100);  // before any SumWorker: it passes the board to its workers as its parameters
   const auto executor = make_executor(GetParam(), 2);
   const auto* pool = dynamic_cast<const ProcessPoolExecutor*>(executor.get());
   const std::vector<pid_t> before = pool != nullptr ? worker_pids(*pool) : std::vector<pid_t>{};

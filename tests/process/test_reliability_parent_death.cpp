@@ -79,7 +79,7 @@ class reliability_ParentKilled : public ReliabilityTest {
     if (::pipe2(pipe, O_CLOEXEC) != 0) return {};
     const pid_t child = spawn_child([&] {
       ::close(pipe[0]);
-      Board board(100);  // before the pool: its workers inherit the board's name
+      Board board(100);  // before any SumWorker: it passes the board to its workers as its parameters
       mpaio::ProcessPoolExecutor pool{{.workers = kWorkers}};
       auto array = iota_array(1000, {.kind = mpaio::SegmentKind::named});
       // Run once, so that the workers have mapped the array too.

@@ -5,10 +5,9 @@
 //   test that no child process of the test (live or zombie) and no /dev/shm/mpaio-<this pid>-* entry is left.
 // - Board: a named SharedArray of int64 "cells" that scripts what SumWorker::process does in the worker
 //   processes (compute, wait, crash in a chosen way, throw, hang...) and where the workers write back what
-//   they did (pid, start time, attempts). Its name reaches the workers through a global string set before
-//   the pool is created (workers are forked from the fork server, forked at pool construction, so they see
-//   the globals of that moment); a worker attaches it once (a thread of a thread pool too), read-write, with
-//   SharedArray::attach.
+//   they did (pid, start time, attempts). Its metadata reaches the workers as SumWorker's parameters (the
+//   board of the moment the worker is made); a worker attaches it once (a thread of a thread pool too),
+//   read-write, with SharedArray::attach.
 // - SumWorker: sums int64 chunks (of iota 1..N), following the board's script first.
 // - Checks shared by the tests: the sums of a run, every chunk of a run accounted for once (delivered,
 //   failed or unfinished), a message naming its chunk, a worker replaced after it died, a failure's
@@ -150,7 +149,7 @@ enum Cell : std::size_t {
 inline constexpr std::size_t kChunkCells = 4;
 inline constexpr std::size_t kMaxChunks = 4096;
 
-/// The board's metadata as JSON; set before the pool is created so that the workers inherit it.
+/// The current board's metadata as JSON, in the test's process: SumWorker sends it to its chunks.
 inline std::string g_board_json;  // NOLINT
 
 inline std::int64_t load(const std::int64_t& cell) noexcept { return __atomic_load_n(&cell, __ATOMIC_SEQ_CST); }
@@ -159,7 +158,7 @@ inline std::int64_t fetch_add(std::int64_t& cell, std::int64_t v) noexcept {
   return __atomic_fetch_add(&cell, v, __ATOMIC_SEQ_CST);
 }
 
-/// The test's side: creates the board and publishes its name. Create it before the pool.
+/// The test's side: creates the board and publishes its name to the SumWorkers made while it lives.
 class Board {
  public:
   explicit Board(std::size_t chunk_size_elements)
@@ -215,19 +214,19 @@ class Board {
   std::int64_t chunk_size_;
 };
 
-/// The worker's side: the board's cells, attached once per process, or per thread of a thread pool (so
-/// that its threads need no lock; nullptr when there is no board).
-inline std::int64_t* worker_board() {
+/// The worker's side: the cells of the board `board_json` names, attached once per process, or per thread
+/// of a thread pool (so that its threads need no lock); nullptr when there is no board.
+inline std::int64_t* worker_board(const std::string& board_json) {
   thread_local pid_t attached_in = 0;
   thread_local std::string attached_json;
   thread_local std::optional<mpaio::SharedArray<std::int64_t>> board;
-  if (g_board_json.empty()) return nullptr;
-  if (attached_in != ::getpid() || attached_json != g_board_json) {
+  if (board_json.empty()) return nullptr;
+  if (attached_in != ::getpid() || attached_json != board_json) {
     board.reset();
-    board.emplace(mpaio::SharedArray<std::int64_t>::attach(mpaio::ArrayMeta::from_json(g_board_json),
+    board.emplace(mpaio::SharedArray<std::int64_t>::attach(mpaio::ArrayMeta::from_json(board_json),
                                                             mpaio::Access::read_write));
     attached_in = ::getpid();
-    attached_json = g_board_json;
+    attached_json = board_json;
   }
   return board->data();
 }
@@ -278,11 +277,11 @@ inline bool sleep_until_set(const std::int64_t& cell, std::chrono::seconds limit
 }
 
 /// Runs in the worker before a chunk is summed: does what the board says for it.
-inline void follow_script(mpaio::Range chunk) {
+inline void follow_script(mpaio::Range chunk, const std::string& board_json) {
   // Before the board is attached: the start must not lag the pool's own start of the chunk, which is
   // what its timeout counts from.
   const std::int64_t entered = now_ns();
-  std::int64_t* b = worker_board();
+  std::int64_t* b = worker_board(board_json);
   if (b == nullptr) return;
   const std::int64_t size = load(b[Cell::chunk_size]);
   const std::size_t index = size > 0 ? chunk.start / static_cast<std::size_t>(size) : 0;
@@ -335,9 +334,12 @@ inline void follow_script(mpaio::Range chunk) {
 
 /// Sums chunks of an int64 array after following the board's script; keeps every result by chunk start.
 struct SumWorker : mpaio::Worker<SumWorker, std::int64_t> {
-  using Worker::Worker;
-  static std::int64_t process(mpaio::ArrayView<const std::int64_t> data, mpaio::Range chunk) {
-    follow_script(chunk);
+  /// The board's metadata (JSON), empty for none.
+  using Params = std::string;
+  /// A worker that follows the current board's script.
+  explicit SumWorker(mpaio::DataIterator chunks) : Worker(std::move(chunks), g_board_json) {}
+  static std::int64_t process(mpaio::ArrayView<const std::int64_t> data, mpaio::Range chunk, const Params& board) {
+    follow_script(chunk, board);
     std::int64_t sum = 0;
     for (std::int64_t v : data.slice(chunk)) sum += v;
     return sum;

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <type_traits>
@@ -292,6 +293,69 @@ TEST(ArrayView, OneDimensionalAndEmptyViews) {
   const mpaio::ArrayView<double> empty(storage.data(), zero);
   EXPECT_TRUE(empty.empty());
   EXPECT_THROW((void)empty.row(0), mpaio::InvalidArgument);
+}
+
+TEST(ArrayView, RowsOfARangeIsAViewOfThoseRows) {
+  // Issue 11 (process layer): the ranges of DataIterator::rows are element ranges; rows_of turns one into
+  // a view of its rows.
+  std::vector<std::int32_t> storage(24);
+  std::iota(storage.begin(), storage.end(), 0);
+  const std::vector<std::size_t> shape = {4, 2, 3};
+  const mpaio::ArrayView<std::int32_t> v(storage.data(), shape);
+  const mpaio::ArrayView<std::int32_t> block = v.rows_of({6, 18});  // rows 1 and 2
+  EXPECT_EQ(block.data(), storage.data() + 6);
+  EXPECT_EQ(std::vector<std::size_t>(block.shape().begin(), block.shape().end()), (std::vector<std::size_t>{2, 2, 3}));
+  EXPECT_EQ(block.size(), 12u);
+  EXPECT_EQ(block.rows(), 2u);
+  EXPECT_EQ(block.row_size(), 6u);
+  EXPECT_EQ(block.row(1)[5], 17);
+  block.row(0)[0] = -1;
+  EXPECT_EQ(storage[6], -1);
+  EXPECT_EQ(v.shape()[0], 4u) << "the original view keeps its shape";
+
+  const std::vector<std::size_t> flat = {10};
+  const mpaio::ArrayView<std::int32_t> line(storage.data(), flat);
+  const auto part = line.rows_of({3, 7});
+  EXPECT_EQ(part.data(), storage.data() + 3);
+  EXPECT_EQ(std::vector<std::size_t>(part.shape().begin(), part.shape().end()), (std::vector<std::size_t>{4}));
+
+  const auto none = v.rows_of({12, 12});
+  EXPECT_TRUE(none.empty());
+  EXPECT_EQ(std::vector<std::size_t>(none.shape().begin(), none.shape().end()), (std::vector<std::size_t>{0, 2, 3}));
+}
+
+TEST(ArrayView, RowsOfOwnsItsShapeForItAndItsCopies) {
+  std::vector<double> storage(12, 1.5);
+  auto shape = std::make_unique<std::vector<std::size_t>>(std::vector<std::size_t>{6, 2});
+  const mpaio::ArrayView<double> v(storage.data(), *shape);
+  mpaio::ArrayView<const double> kept;
+  {
+    const mpaio::ArrayView<double> block = v.rows_of({4, 10});
+    const mpaio::ArrayView<double> copy = block;
+    kept = copy;  // a const view of a copy, outliving both
+  }
+  shape.reset();  // the parent's shape is gone; the rows' view has its own
+  ASSERT_EQ(kept.ndim(), 2u);
+  EXPECT_EQ(kept.shape()[0], 3u);
+  EXPECT_EQ(kept.shape()[1], 2u);
+  EXPECT_EQ(kept.size(), 6u);
+  EXPECT_EQ(kept.row(2)[1], 1.5);
+}
+
+TEST(ArrayView, RowsOfARangeThatIsNotWholeRowsIsAnInvalidArgument) {
+  std::vector<std::int32_t> storage(15);
+  const std::vector<std::size_t> shape = {5, 3};
+  const mpaio::ArrayView<std::int32_t> v(storage.data(), shape);
+  EXPECT_EQ(invalid_argument([&] { (void)v.rows_of({2, 6}); }),
+            "ArrayView::rows_of: range [2, 6) does not cover whole rows of 3 elements");
+  EXPECT_EQ(invalid_argument([&] { (void)v.rows_of({3, 7}); }),
+            "ArrayView::rows_of: range [3, 7) does not cover whole rows of 3 elements");
+  EXPECT_EQ(invalid_argument([&] { (void)v.rows_of({12, 18}); }),
+            "ArrayView::rows_of: range [12, 18) outside an array of 15 elements");
+  EXPECT_EQ(invalid_argument([&] { (void)v.rows_of({6, 3}); }),
+            "ArrayView::rows_of: range [6, 3) outside an array of 15 elements");
+  const mpaio::ArrayView<std::int32_t> scalar(storage.data(), {});
+  EXPECT_EQ(invalid_argument([&] { (void)scalar.rows_of({0, 1}); }), "ArrayView::rows_of: a 0-d array has no rows");
 }
 
 TEST(SharedArray, ConstViewOfAnArray) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "mpaio/range.hpp"
@@ -43,9 +44,13 @@ struct ChunkExecution {
   bool failed = false;
   std::string error_type;     ///< demangled exception type when failed
   std::string error_message;  ///< what() or a description when failed
+  /// The exception itself, encoded with its registered name when its type is registered
+  /// (register_exception); empty otherwise. decode_exception() rebuilds it in the caller.
+  std::vector<std::byte> failure_payload;
 };
 
-/// Runs `fn` on `call`, timing it and turning any exception (std:: or not) into error fields.
+/// Runs `fn` on `call`, timing it and turning any exception (std:: or not) into error fields, and a
+/// registered one also into its failure_payload.
 ChunkExecution execute_chunk(ChunkFn fn, const ChunkCall& call) noexcept;
 
 /// CLOCK_MONOTONIC now, in nanoseconds.
