@@ -17,17 +17,14 @@
 #include <fmt/format.h>
 
 #include "mpaio/cpu_monitor.hpp"
-#include "mpaio/detail/segment_registry.hpp"
-#include "mpaio/detail/unique_fd.hpp"
 #include "mpaio/error.hpp"
 #include "mpaio/exception_registry.hpp"
-#include "mpaio/shared_memory.hpp"
+#include "run_arrays.hpp"
 #include "run_gate.hpp"
 
 namespace mpaio {
 
 namespace {
-constexpr std::size_t kMaxDims = 32;  // what a worker process accepts
 
 /// Samples per-core CPU utilisation until stopped; shared with its coroutine.
 struct CpuSampler {
@@ -82,7 +79,7 @@ class WorkerOrchestrator::Run final : public RunSink {
     for (WorkerBase* worker : owner_.workers_) {
       if (worker == nullptr) throw InvalidArgument("WorkerOrchestrator: a worker pointer is null");
       report_.worker_types.push_back(worker->type_name());
-      array_of_.push_back(resolve(*worker));
+      array_of_.push_back(arrays_.add(worker->chunks().meta(), worker->element_type(), report_.worker_types.back()));
       params_of_.push_back(kNoRunParams);
       if (worker->params_object() != nullptr) {
         params_of_.back() = static_cast<std::uint32_t>(params_.size());
@@ -107,7 +104,7 @@ class WorkerOrchestrator::Run final : public RunSink {
   void end_progress() {
     if (progress_) progress_->finish();
   }
-  [[nodiscard]] std::span<const RunArray> arrays() const noexcept { return arrays_; }
+  [[nodiscard]] std::span<const RunArray> arrays() const noexcept { return arrays_.arrays(); }
   [[nodiscard]] std::span<const RunParams> params() const noexcept { return params_; }
   [[nodiscard]] bool finished() const noexcept { return stopping_ ? in_flight_ == 0 : completed_ == total_; }
   asio::steady_timer& done_signal() noexcept { return done_; }
@@ -232,41 +229,6 @@ class WorkerOrchestrator::Run final : public RunSink {
   RunReport& report() noexcept { return report_; }
 
  private:
-  std::uint32_t resolve(const WorkerBase& worker) {
-    const ArrayMeta& meta = worker.chunks().meta();
-    const std::string type = worker.type_name();
-    // The ArrayMeta checks and the attach name the array (or its segment) themselves: add only the worker.
-    auto fail_with = [&](const std::string& why) { return InvalidArgument(fmt::format("{}: {}", type, why)); };
-    try {
-      meta.check_dtype(worker.element_type());
-    } catch (const Error& e) {
-      throw fail_with(e.what());
-    }
-    if (meta.shape.size() > kMaxDims) {
-      throw fail_with(fmt::format("array {}: {} dimensions, at most {}", meta.shm_name, meta.shape.size(), kMaxDims));
-    }
-    for (std::uint32_t i = 0; i < arrays_.size(); ++i) {
-      if (arrays_[i].meta == meta) return i;
-    }
-    auto segment = detail::find_segment(meta.shm_name);
-    if (!segment) {  // not held by this process: attach it for the duration of the run
-      try {
-        attached_.push_back(SharedMemory::attach(meta.shm_name, Access::read_only));
-      } catch (const Error& e) {
-        throw fail_with(fmt::format("cannot attach its array: {}", e.what()));
-      }
-      segment = detail::find_segment(meta.shm_name);
-    }
-    try {
-      meta.check_fits(segment->size);
-    } catch (const Error& e) {
-      throw fail_with(e.what());
-    }
-    fds_.push_back(detail::dup_segment_fd(segment->key));
-    arrays_.push_back(RunArray{meta, segment->key, fds_.back().get(), segment->size, segment->base + meta.offset});
-    return static_cast<std::uint32_t>(arrays_.size() - 1);
-  }
-
   [[nodiscard]] std::size_t worker_of(std::uint64_t id) const noexcept {
     return static_cast<std::size_t>(std::upper_bound(offsets_.begin(), offsets_.end(), id) - offsets_.begin()) - 1;
   }
@@ -280,9 +242,7 @@ class WorkerOrchestrator::Run final : public RunSink {
 
   WorkerOrchestrator& owner_;
   asio::steady_timer done_;
-  std::vector<SharedMemory> attached_;
-  std::vector<detail::UniqueFd> fds_;
-  std::vector<RunArray> arrays_;
+  detail::RunArrays arrays_;
   std::vector<std::uint32_t> array_of_;  // per worker
   std::vector<RunParams> params_;        // of the workers that have parameters
   std::vector<std::uint32_t> params_of_; // per worker: index into params_, or kNoRunParams
