@@ -20,6 +20,7 @@
 #include "mpaio/detail/syscall.hpp"
 #include "mpaio/error.hpp"
 #include "mpaio/shared_memory.hpp"
+#include "pool/local_pools.hpp"
 #include "process/chunk_worker.hpp"
 #include "process/drainer.hpp"
 #include "process/fork_server.hpp"
@@ -479,6 +480,9 @@ struct ProcessPoolExecutor::Impl final : Supervisor::Events, detail::Drainer::Ow
     const std::uint64_t running_chunk = slot.channel.header().running.load(std::memory_order_acquire);
     if (!slot.untrusted) drainer->drain(i);  // results it published before dying are good
     drainer->remove_source(i);
+    // Nothing more of it can be read: pool arrays it sent that no result delivered (those of an untrusted
+    // ring, or of a result it died before publishing) would stay in flight until release_orphaned_transfers.
+    detail::release_transfers_from(exit.pid);
     slot.abandoned.clear();
     std::deque<ChunkTask> lost = std::exchange(slot.in_flight, {});
     const bool recycled = slot.retiring && lost.empty() && exit.clean();

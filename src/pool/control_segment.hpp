@@ -30,8 +30,14 @@ struct RefRecord {
   std::uint32_t block;
   std::uint32_t state;   // RecordState
   std::uint32_t holder;  // process slot: the holder (held) or the receiver (in flight)
-  std::uint32_t next_free;  // free: the next free record; in flight: the sender's slot (kNone: orphan)
+  std::uint32_t next_free;  // free: the next free record; in flight: the sender's slot, or gone_sender(pid)
 };
+
+/// An in-flight record's sender once the sender has left the pool: kGoneSender | its pid (pids are below
+/// 2^22, slots below kMaxProcesses). Such a transfer is an orphan; the pid says whose it was.
+inline constexpr std::uint32_t kGoneSender = 0x8000'0000u;
+constexpr std::uint32_t gone_sender(std::int32_t pid) noexcept { return kGoneSender | static_cast<std::uint32_t>(pid); }
+constexpr bool is_orphan(std::uint32_t sender) noexcept { return (sender & kGoneSender) != 0; }
 
 /// A process that uses the pool; pid and start time identify it even after its pid is reused.
 struct ProcessSlot {

@@ -48,6 +48,19 @@ void remove_local_pool(PoolCore& core) noexcept {
   if (it != pools.by_id.end() && it->second == &core) pools.by_id.erase(it);
 }
 
+std::size_t release_transfers_from(pid_t sender) noexcept {
+  LocalPools& pools = local_pools();
+  std::lock_guard lock(pools.mutex);  // the cores stay alive meanwhile
+  std::size_t released = 0;
+  for (PoolCore* core : pools.all) {
+    try {
+      released += core->release_transfers_from(sender);
+    } catch (...) {  // a pool whose lock cannot be taken now: its transfers stay for release_orphaned_transfers
+    }
+  }
+  return released;
+}
+
 PoolCore* find_pool(std::uint64_t id) noexcept {
   LocalPools& pools = local_pools();
   std::lock_guard lock(pools.mutex);

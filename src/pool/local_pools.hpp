@@ -8,6 +8,9 @@
 // Lock order: the list's lock, then a pool's registration mutex, then its local mutex. The local mutex is
 // taken last and alone (no system call, no other lock under it), so the handlers never wait long.
 
+#include <sys/types.h>
+
+#include <cstddef>
 #include <cstdint>
 
 namespace mpaio::detail {
@@ -18,6 +21,10 @@ class PoolCore;
 void add_local_pool(PoolCore& core);
 /// Unlists `core`; after it returns no fork handler touches it.
 void remove_local_pool(PoolCore& core) noexcept;
+
+/// In every pool of this process, releases the transfers that `sender`, a process known to be gone, sent
+/// here and that were never adopted (PoolCore::release_transfers_from); returns how many.
+std::size_t release_transfers_from(pid_t sender) noexcept;
 
 /// The fork handlers (friends of PoolCore, for its locks).
 struct LocalPoolsFork {

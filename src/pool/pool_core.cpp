@@ -614,7 +614,8 @@ std::size_t PoolCore::vacate_slot(std::uint32_t slot, bool dead) {
   std::size_t released = 0;
   for (std::uint32_t r = 0; r < h_->records_hwm; ++r) {
     if (records_[r].state == record_in_flight && records_[r].next_free == slot) {
-      set(records_[r].next_free, kNone);  // its sender is gone: an orphan (release_orphaned_transfers)
+      // Its sender is gone: an orphan (release_orphaned_transfers) that still says whose it was.
+      set(records_[r].next_free, gone_sender(h_->processes[slot].pid));
       journal_.commit();
     }
     if (records_[r].state != record_free && records_[r].holder == slot) {
@@ -634,7 +635,26 @@ std::size_t PoolCore::release_orphaned_transfers() {
   Locked l(*this);
   std::size_t released = 0;
   for (std::uint32_t r = 0; r < h_->records_hwm; ++r) {
-    if (records_[r].state == record_in_flight && records_[r].next_free == kNone) {
+    if (records_[r].state == record_in_flight && is_orphan(records_[r].next_free)) {
+      release_record(r);
+      journal_.commit();
+      ++released;
+    }
+  }
+  return released;
+}
+
+std::size_t PoolCore::release_transfers_from(pid_t sender) {
+  Locked l(*this);
+  auto sent_by = [&](std::uint32_t from) {
+    if (from == gone_sender(sender)) return true;
+    return from < kMaxProcesses && h_->processes[from].state == slot_live && h_->processes[from].pid == sender;
+  };
+  std::size_t released = 0;
+  for (std::uint32_t r = 0; r < h_->records_hwm; ++r) {
+    const RefRecord& rec = records_[r];
+    const bool to_us = rec.holder == h_->owner_slot || (slot_ != kNone && rec.holder == slot_);
+    if (rec.state == record_in_flight && to_us && sent_by(rec.next_free)) {
       release_record(r);
       journal_.commit();
       ++released;

@@ -117,27 +117,47 @@ int eventfd_descriptor() {
 constexpr std::int64_t kNoChannel = -2;
 constexpr std::int64_t kNotFirst = -3;
 
-/// Publishes a malformed result record (as a memory-corrupting `process` might) and wakes the caller,
-/// then waits to be killed (bounded: returns kGaveUp, which fails the test).
+/// In a worker process whose pool has one worker: publishes a malformed result record in the channel mapped
+/// at `base` (as a memory-corrupting `process` might) and wakes the caller, then waits to be killed
+/// (bounded: returns kGaveUp, which fails the test).
+std::int64_t scribble_and_wait(std::byte* base) {
+  const int wake = eventfd_descriptor();
+  if (base == nullptr || wake < 0) return kNoChannel;
+  auto& h = *reinterpret_cast<mpaio::detail::ChannelHeader*>(base);  // slot 0
+  const std::uint64_t head = h.results.head.load();
+  if (head != 0) return kNotFirst;
+  std::byte* ring = base + sizeof(mpaio::detail::ChannelHeader);
+  std::memset(ring, 0x77, 64);  // kind 0x77777777, size 0x77777777: no valid record
+  h.results.head.store(64);
+  ::eventfd_write(wake, 1);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return mpaio_test::kGaveUp;
+}
+
 struct ScribbleWorker : mpaio::Worker<ScribbleWorker, std::int64_t> {
   using Worker::Worker;
   static std::int64_t process(mpaio::ArrayView<const std::int64_t>, mpaio::Range) {
-    std::byte* base = channel_mapping();
-    const int wake = eventfd_descriptor();
-    if (base == nullptr || wake < 0) return kNoChannel;
-    auto& h = *reinterpret_cast<mpaio::detail::ChannelHeader*>(base);  // slot 0: the pool has one worker
-    const std::uint64_t head = h.results.head.load();
-    if (head != 0) return kNotFirst;
-    std::byte* ring = base + sizeof(mpaio::detail::ChannelHeader);
-    std::memset(ring, 0x77, 64);  // kind 0x77777777, size 0x77777777: no valid record
-    h.results.head.store(64);
-    ::eventfd_write(wake, 1);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    return mpaio_test::kGaveUp;
+    return scribble_and_wait(channel_mapping());
   }
   void process_callback(std::int64_t value) { values.push_back(value); }
   std::vector<std::int64_t> values;
+};
+
+/// Sends the caller a pool array the way a result does (a transfer in flight to the pool's owner), then
+/// scribbles before any record could carry it.
+struct TileScribbleWorker : mpaio::Worker<TileScribbleWorker, std::int64_t> {
+  using Worker::Worker;
+  using Params = std::string;  // the pool's name
+  static std::int64_t process(mpaio::ArrayView<const std::int64_t>, mpaio::Range, const Params& pool_name) {
+    std::byte* channel = channel_mapping();  // before the pool's segments are mapped here as well
+    auto pool = mpaio::SharedMemoryPool::attach(pool_name);
+    auto tile = pool.allocate<std::uint8_t>({64});
+    std::vector<std::byte> encoded;
+    mpaio::Codec<mpaio::PoolArray<std::uint8_t>>::encode(tile, encoded);
+    return scribble_and_wait(channel);
+  }
+  void process_callback(std::int64_t) {}
 };
 
 TEST(ProcessPoolChannels, MalformedResultRecordKillsTheWorkerAndFailsTheRunWithoutHanging) {
@@ -158,6 +178,30 @@ TEST(ProcessPoolChannels, MalformedResultRecordKillsTheWorkerAndFailsTheRunWitho
   }
   EXPECT_TRUE(mpaio_test::poll_until([&] { return pool.worker_pid(0) != scribbler; }, std::chrono::seconds(10)))
       << "the scribbler was not replaced";
+  run_sum(pool, ints, 10);
+}
+
+// Issue 11 item 11: a pool array a worker sent before its ring turned out malformed can never be read from
+// the ring, so nothing adopts it; it used to stay in flight (its block in use) until the user called
+// release_orphaned_transfers(). It is released once the worker is gone.
+TEST(ProcessPoolChannels, PoolArraysSentByAWorkerWhoseRingWasMalformedAreReleased) {
+  mpaio_test::Watchdog watchdog(60);
+  ProcessPoolExecutor pool{{.workers = 1}};
+  // Named: the worker attaches it by name, since it was made after the worker.
+  mpaio::SharedMemoryPool tiles = mpaio::SharedMemoryPool::create({.kind = mpaio::SegmentKind::named});
+  auto ints = make_ints(100);
+  {
+    TileScribbleWorker worker{DataIterator::partitions(ints.meta(), 1), tiles.name()};
+    WorkerOrchestrator orchestrator{pool, {&worker}};
+    EXPECT_THROW((void)orchestrator.run_blocking(), mpaio::WorkerCrashed);
+  }
+  EXPECT_TRUE(mpaio_test::poll_until(
+      [&] {
+        const mpaio::PoolStats stats = tiles.stats();
+        return stats.in_flight == 0 && stats.blocks_in_use == 0;
+      },
+      std::chrono::seconds(10)))
+      << "in flight: " << tiles.stats().in_flight << ", blocks in use: " << tiles.stats().blocks_in_use;
   run_sum(pool, ints, 10);
 }
 
