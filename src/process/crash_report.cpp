@@ -42,10 +42,14 @@ void on_fatal_signal(int sig, siginfo_t*, void*) {
 
 }  // namespace
 
+void load_unwinder() noexcept {
+  void* warm[1];
+  (void)::backtrace(warm, 1);
+}
+
 void install_crash_reporter(int fd) noexcept {
   g_crash_fd = fd;
-  void* warm[1];
-  (void)::backtrace(warm, 1);  // loads the unwinder now: the handler must not load a library
+  load_unwinder();  // at once when the fork server loaded it already
   stack_t stack{};
   stack.ss_sp = g_signal_stack;
   stack.ss_size = sizeof g_signal_stack;

@@ -15,6 +15,12 @@ namespace mpaio::detail {
 /// `fd` and let the signal kill the process as it would have (the exit status still names it).
 void install_crash_reporter(int fd) noexcept;
 
+/// Loads the unwinder the handlers use (glibc loads libgcc_s and indexes its unwind tables on the first
+/// backtrace()). Called once in the program before its first fork server, so that fork servers and their
+/// children inherit it ready: each would otherwise do it again when installing its reporter (a handler must
+/// not load a library), which costs every worker's start-up.
+void load_unwinder() noexcept;
+
 /// What the handler wrote, read back from the pipe: the signal and the addresses, innermost first.
 struct CrashFrames {
   int signal = 0;

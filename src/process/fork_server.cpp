@@ -290,6 +290,8 @@ ForkServer::ForkServer(std::vector<ChildEntry> entries, std::chrono::millisecond
   sys("socketpair", [&] { return ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair); });
   UniqueFd ours(pair[0]);
   UniqueFd theirs(pair[1]);
+  static const bool unwinder_loaded = (load_unwinder(), true);  // once per program: every server inherits it
+  (void)unwinder_loaded;
   const pid_t pid = fork_with_hooks("fork server");
   if (pid == 0) {
     set_up_child(ChildSetup{"mpaio-forksrv", server_keep_fds(entries, theirs.get()), 0, -1, -1});
