@@ -421,6 +421,9 @@ struct ProcessPoolExecutor::Impl final : Supervisor::Events, detail::Drainer::Ow
     outcome.slot = i;
     outcome.pid = supervisor->pid(i);
     context.sink->on_chunk_done(outcome);
+    // The result made room: chunks a dead worker left take it first (the run may submit no new chunk that
+    // would place them).
+    if (running) place_orphans();
     return running;
   }
 
@@ -480,9 +483,9 @@ struct ProcessPoolExecutor::Impl final : Supervisor::Events, detail::Drainer::Ow
     const std::uint64_t running_chunk = slot.channel.header().running.load(std::memory_order_acquire);
     if (!slot.untrusted) drainer->drain(i);  // results it published before dying are good
     drainer->remove_source(i);
-    // Nothing more of it can be read: pool arrays it sent that no result delivered (those of an untrusted
-    // ring, or of a result it died before publishing) would stay in flight until release_orphaned_transfers.
-    detail::release_transfers_from(exit.pid);
+    // Its ring cannot be read past the malformed record: pool arrays it sent there would stay in flight
+    // until release_orphaned_transfers().
+    if (slot.untrusted) detail::release_transfers_from(exit.pid);
     slot.abandoned.clear();
     std::deque<ChunkTask> lost = std::exchange(slot.in_flight, {});
     const bool recycled = slot.retiring && lost.empty() && exit.clean();

@@ -158,8 +158,8 @@ class SharedMemoryPool {
   /// be sure at a given point (the watcher may have released everything already: it then returns 0).
   std::size_t reclaim_dead();
   /// Releases the transfers still in flight whose sender died or left the pool (orphans): call it when
-  /// no message from a dead process can arrive any more. Returns how many. Those of a ProcessPoolExecutor's
-  /// workers are released by the pool executor itself, once each worker is gone.
+  /// no message from a dead process can arrive any more. Returns how many. A ProcessPoolExecutor releases
+  /// those of a worker whose result ring it found malformed itself, once the worker is gone.
   std::size_t release_orphaned_transfers();
   /// Checks the shared bookkeeping (block chains, free lists, bitmaps, reference counts, counters);
   /// throws PoolCorrupted describing the first violation.

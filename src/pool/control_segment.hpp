@@ -16,7 +16,7 @@
 namespace mpaio::detail::pool {
 
 inline constexpr std::uint64_t kMagic = 0x316c6f6f706f6961ULL;  // "aiopool1"
-inline constexpr std::uint32_t kVersion = 2;
+inline constexpr std::uint32_t kVersion = 3;  // 3: an orphan names its sender (gone_sender)
 inline constexpr std::uint32_t kMaxSegments = 64;
 inline constexpr std::uint32_t kMaxProcesses = 256;
 inline constexpr std::uint32_t kJournalCapacity = 1024;

@@ -55,7 +55,7 @@ std::size_t release_transfers_from(pid_t sender) noexcept {
   for (PoolCore* core : pools.all) {
     try {
       released += core->release_transfers_from(sender);
-    } catch (...) {  // a pool whose lock cannot be taken now: its transfers stay for release_orphaned_transfers
+    } catch (...) {  // a pool whose state cannot be recovered: its transfers stay for release_orphaned_transfers
     }
   }
   return released;

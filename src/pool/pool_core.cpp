@@ -645,15 +645,21 @@ std::size_t PoolCore::release_orphaned_transfers() {
 }
 
 std::size_t PoolCore::release_transfers_from(pid_t sender) {
+  // Its pid may be another process's by now: a slot that names a live process of that pid is not its.
+  const ProcessStatus now = process_status(sender);
   Locked l(*this);
   auto sent_by = [&](std::uint32_t from) {
     if (from == gone_sender(sender)) return true;
-    return from < kMaxProcesses && h_->processes[from].state == slot_live && h_->processes[from].pid == sender;
+    if (from >= kMaxProcesses) return false;
+    const ProcessSlot& s = h_->processes[from];
+    return s.state == slot_live && s.pid == sender && !now.is(s.start_time);
   };
+  // A child forked from this process that has not registered yet still holds its parent's slot number.
+  const std::uint32_t ours = slot_ != kNone && epoch_ == pool_fork_epoch.load() ? slot_ : kNone;
   std::size_t released = 0;
   for (std::uint32_t r = 0; r < h_->records_hwm; ++r) {
     const RefRecord& rec = records_[r];
-    const bool to_us = rec.holder == h_->owner_slot || (slot_ != kNone && rec.holder == slot_);
+    const bool to_us = rec.holder == h_->owner_slot || (ours != kNone && rec.holder == ours);
     if (rec.state == record_in_flight && to_us && sent_by(rec.next_free)) {
       release_record(r);
       journal_.commit();

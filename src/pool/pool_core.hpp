@@ -45,7 +45,8 @@ class PoolCore {
   std::size_t reclaim_slot(std::uint32_t slot, std::int32_t pid, std::uint64_t start_time);
   std::size_t release_orphaned_transfers();
   /// Releases the transfers that `sender`, a process known to be gone, sent to the pool's owner or to this
-  /// process and that were never adopted (the messages carrying them could not be read); returns how many.
+  /// process and that were never adopted: for when the messages carrying them cannot be read. Returns how
+  /// many.
   std::size_t release_transfers_from(pid_t sender);
   /// Drops a transfer that will never be adopted (a result rejected while decoding); no error if it is
   /// already gone.

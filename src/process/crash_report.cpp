@@ -76,6 +76,25 @@ bool system_library(std::string_view path) {
   return path.starts_with("/usr/lib") || path.starts_with("/lib") || path.starts_with("/usr/local/lib");
 }
 
+/// A Dwfl of the modules this process maps, or null.
+Dwfl* open_own_modules() {
+  static char* debuginfo_path = nullptr;
+  static Dwfl_Callbacks callbacks{};
+  callbacks.find_elf = dwfl_linux_proc_find_elf;
+  callbacks.find_debuginfo = dwfl_build_id_find_debuginfo;
+  callbacks.debuginfo_path = &debuginfo_path;
+  Dwfl* d = dwfl_begin(&callbacks);
+  if (d == nullptr) return d;
+  dwfl_report_begin(d);
+  const int failed = dwfl_linux_proc_report(d, ::getpid());
+  dwfl_report_end(d, nullptr, nullptr);
+  if (failed != 0) {
+    dwfl_end(d);
+    return nullptr;
+  }
+  return d;
+}
+
 }  // namespace
 
 std::string describe_frames(const CrashFrames& frames, std::string_view stop_at) {
@@ -84,23 +103,14 @@ std::string describe_frames(const CrashFrames& frames, std::string_view stop_at)
   // which is costly to read for each crash. The files it opens stay open with it. Separate debug information
   // is looked up by build id on this machine only: the standard lookup would also start a debuginfod client
   // (sockets, and a network wait when DEBUGINFOD_URLS is set) inside the fork server.
-  static Dwfl* dwfl = [] {
-    static char* debuginfo_path = nullptr;
-    static Dwfl_Callbacks callbacks{};
-    callbacks.find_elf = dwfl_linux_proc_find_elf;
-    callbacks.find_debuginfo = dwfl_build_id_find_debuginfo;
-    callbacks.debuginfo_path = &debuginfo_path;
-    Dwfl* d = dwfl_begin(&callbacks);
-    if (d == nullptr) return d;
-    dwfl_report_begin(d);
-    const int failed = dwfl_linux_proc_report(d, ::getpid());
-    dwfl_report_end(d, nullptr, nullptr);
-    if (failed != 0) {
-      dwfl_end(d);
-      return static_cast<Dwfl*>(nullptr);
-    }
-    return d;
-  }();
+  // A process forked from the one that built it (a nested pool's fork server) builds its own: the modules
+  // may differ and the inherited descriptors are not open any more; the old one is left as it is.
+  static pid_t built_by = 0;
+  static Dwfl* dwfl = nullptr;
+  if (built_by != ::getpid()) {
+    built_by = ::getpid();
+    dwfl = open_own_modules();
+  }
   std::string text;
   for (std::uint32_t i = 0; i < frames.count; ++i) {
     // A return address points after its call: look one byte back for every frame but the faulting one.

@@ -93,14 +93,17 @@ TEST(RunArrays, ASegmentThisProcessDoesNotHoldIsAttachedForTheRunAndAMissingOneI
     kept[3] = 42;
     meta = kept.meta();
   }  // unmapped and closed here; the name stays in /dev/shm
+  struct Unlink {  // also when an assertion returns early
+    std::string name;
+    ~Unlink() { ::shm_unlink(name.c_str()); }
+  } unlink{meta.shm_name.starts_with('/') ? meta.shm_name : "/" + meta.shm_name};
   {
     RunArrays arrays;
     ASSERT_EQ(arrays.add(meta, mpaio::dtype_of<std::int64_t>(), "W"), 0U);
     const auto* values = reinterpret_cast<const std::int64_t*>(arrays.arrays()[0].data);
     EXPECT_EQ(values[3], 42);
   }
-  const std::string name = meta.shm_name.starts_with('/') ? meta.shm_name : "/" + meta.shm_name;
-  ASSERT_EQ(::shm_unlink(name.c_str()), 0);
+  ASSERT_EQ(::shm_unlink(unlink.name.c_str()), 0);
   RunArrays arrays;
   const std::string message = invalid_argument_of([&] { arrays.add(meta, mpaio::dtype_of<std::int64_t>(), "W"); });
   EXPECT_TRUE(message.starts_with("W: cannot attach its array")) << message;
