@@ -38,6 +38,15 @@ constexpr const char* kDemo = MPAIO_EXAMPLE_RUNNER;
 constexpr const char* kDemo = nullptr;
 #endif
 
+/// The bound on the exit after Ctrl-C: 2 s. Under ThreadSanitizer freeing the array also frees its shadow
+/// memory, several times its size: the same exit measured 1.1 s alone and 2.0-3.0 s beside other tests there
+/// (0.2 s in the release build).
+#if defined(__SANITIZE_THREAD__)
+constexpr double kExitLimitMs = 5000.0;
+#else
+constexpr double kExitLimitMs = 2000.0;
+#endif
+
 /// Array sizes tried, smallest first. The demo's exit after Ctrl-C includes the kernel freeing its array and
 /// the workers' mappings of it (the program's memory, not mpaio's doing): measured here on a 2-core machine
 /// shared with many compilers (load 12-18), ~1 s per GB, so a 2.4 GB array alone could take the whole 2 s.
@@ -184,7 +193,7 @@ class reliability_DemoInterrupt : public ReliabilityTest {
     const double ms = ms_between(sent, ended);
     record_timing("demo exit after SIGINT (" + label + ", --size " + std::to_string(size) + ")", ms);
     EXPECT_TRUE(result.exited_with(130)) << result.describe();
-    EXPECT_LT(ms, 2000.0) << "the demo must exit within 2 s of SIGINT";
+    EXPECT_LT(ms, kExitLimitMs) << "the demo must exit within " << kExitLimitMs / 1000 << " s of SIGINT";
     EXPECT_EQ(err, "example_runner: interrupted\n");
     EXPECT_EQ(out.find("correct"), std::string::npos) << "the run was not interrupted: " << out;
 
