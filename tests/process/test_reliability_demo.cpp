@@ -46,6 +46,14 @@ constexpr double kExitLimitMs = 5000.0;
 #else
 constexpr double kExitLimitMs = 2000.0;
 #endif
+/// The user CPU ticks (10 ms) of both idle workers together: what starting them costs. Under ThreadSanitizer
+/// its runtime's start-up in each worker took 2 ticks there; a worker that had run a chunk of the idle test
+/// (4 million elements, instrumented) would show several more.
+#if defined(__SANITIZE_THREAD__)
+constexpr long kIdleWorkerTicks = 3;
+#else
+constexpr long kIdleWorkerTicks = 1;
+#endif
 
 /// Array sizes tried, smallest first. The demo's exit after Ctrl-C includes the kernel freeing its array and
 /// the workers' mappings of it (the program's memory, not mpaio's doing): measured here on a 2-core machine
@@ -260,7 +268,7 @@ TEST_P(reliability_DemoInterruptIdle, SigintWhileTheWorkersAreIdleDuringSetUpExi
                                            return true;
                                          });
   EXPECT_EQ(attempt, Attempt::interrupted) << "the demo ran to the end before the interrupt";
-  EXPECT_LE(worker_ticks, 1) << "the workers were not idle when the demo was interrupted";
+  EXPECT_LE(worker_ticks, kIdleWorkerTicks) << "the workers were not idle when the demo was interrupted";
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, reliability_DemoInterruptIdle,
