@@ -257,7 +257,6 @@ class Worker : public WorkerBase {
                   "mpaio::Worker: Derived::Params cannot travel between processes: make it Encodable (see codec.hpp)");
   }
 
-
   /// Decodes a result nobody will receive and drops it: what it holds (pool references) is released.
   static void discard_result(std::span<const std::byte> encoded) noexcept {
     if constexpr (detail::WorkerChecks<Derived, Result>::passed) {

@@ -109,7 +109,7 @@ PoolCore::~PoolCore() {
   }
   // A process that attached leaves the pool: it leaves the state a reclaim of it would (what it holds and
   // what is in flight to it released, what it sent orphaned), and frees its slot.
-  if (!owner_ && slot_ != kNone && epoch_ == pool_fork_epoch.load()) {
+  if (!owner_ && own_slot() != kNone) {
     try {
       Locked l(*this);
       vacate_slot(slot_, false);
@@ -644,6 +644,10 @@ std::size_t PoolCore::release_orphaned_transfers() {
   return released;
 }
 
+std::uint32_t PoolCore::own_slot() const noexcept {
+  return epoch_.load(std::memory_order_acquire) == pool_fork_epoch.load() ? slot_ : kNone;
+}
+
 std::size_t PoolCore::release_transfers_from(pid_t sender) {
   // Its pid may be another process's by now: a slot that names a live process of that pid is not its.
   const ProcessStatus now = process_status(sender);
@@ -655,7 +659,7 @@ std::size_t PoolCore::release_transfers_from(pid_t sender) {
     return s.state == slot_live && s.pid == sender && !now.is(s.start_time);
   };
   // A child forked from this process that has not registered yet still holds its parent's slot number.
-  const std::uint32_t ours = slot_ != kNone && epoch_ == pool_fork_epoch.load() ? slot_ : kNone;
+  const std::uint32_t ours = own_slot();
   std::size_t released = 0;
   for (std::uint32_t r = 0; r < h_->records_hwm; ++r) {
     const RefRecord& rec = records_[r];

@@ -82,6 +82,10 @@ class PoolCore {
   /// Rolls back the transaction of a locker that died (the lock said EOWNERDEAD) and counts it.
   void recover() noexcept;
 
+  /// This process's slot, or kNone when it has none here: not registered yet, or this object came through
+  /// fork() from the process that registered it.
+  [[nodiscard]] std::uint32_t own_slot() const noexcept;
+
   void ensure_slot() {
     if (epoch_.load(std::memory_order_acquire) != pool_fork_epoch.load(std::memory_order_relaxed)) register_self();
   }
