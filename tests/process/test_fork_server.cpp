@@ -66,12 +66,15 @@ ChildExitReport await_exit(ForkServer& server, std::uint64_t seq) {
 }
 
 TEST(ForkServer, StartsChildrenOfEachEntryAndReportsHowTheyEnd) {
+  constexpr int kParentSeen = 100;
   mpaio_test::Watchdog watchdog(60);
   SharedCounters shared;
   std::vector<ChildEntry> entries(2);
   entries[0].name = "mpaio-a";
   entries[0].main = [words = shared.words](const ChildContext& ctx) {
     words[ctx.slot].store(::getpid());
+    // Stays until the test has seen whose child it is: an exited child has no parent to read.
+    while (words[kParentSeen].load() == 0) std::this_thread::sleep_for(milliseconds(1));
     return 7;
   };
   entries[1].name = "mpaio-b";
@@ -80,6 +83,7 @@ TEST(ForkServer, StartsChildrenOfEachEntryAndReportsHowTheyEnd) {
   auto a = server.spawn(0, 3, milliseconds(10'000));
   EXPECT_EQ(a.slot, 3u);
   EXPECT_EQ(mpaio_test::parent_of(a.pid), server.pid()) << "children are the fork server's";
+  shared.words[kParentSeen].store(1);
   ChildExitReport exit = await_exit(server, a.seq);
   EXPECT_EQ(exit.pid, a.pid);
   EXPECT_EQ(exit.code, 7);
