@@ -24,6 +24,19 @@ std::string demangle(const char* mangled) {
   return status == 0 && name ? std::string(name.get()) : std::string(mangled);
 }
 
+void describe_current_exception(std::string& type, std::string& message) {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    type = demangle(typeid(e).name());
+    message = e.what();
+  } catch (...) {
+    const std::type_info* t = abi::__cxa_current_exception_type();
+    type = t != nullptr ? demangle(t->name()) : "unknown exception";
+    message = "exception not derived from std::exception";
+  }
+}
+
 ChunkExecution execute_chunk(ChunkFn fn, const ChunkCall& call) noexcept {
   ChunkExecution result;
   const std::size_t out_size = call.out->size();
@@ -31,16 +44,9 @@ ChunkExecution execute_chunk(ChunkFn fn, const ChunkCall& call) noexcept {
   try {
     try {
       fn(call);
-    } catch (const std::exception& e) {
-      result.failed = true;
-      result.error_type = demangle(typeid(e).name());
-      result.error_message = e.what();
-      result.failure_payload = encode_current_exception();
     } catch (...) {
       result.failed = true;
-      const std::type_info* type = abi::__cxa_current_exception_type();
-      result.error_type = type != nullptr ? demangle(type->name()) : "unknown exception";
-      result.error_message = "exception not derived from std::exception";
+      describe_current_exception(result.error_type, result.error_message);
       result.failure_payload = encode_current_exception();
     }
   } catch (...) {  // building the message itself failed (out of memory)

@@ -80,6 +80,7 @@ std::string_view child_exit_meaning(int code) noexcept {
     case ChildExit::setup_failed: return "it could not set itself up (a mapping, its socket or its channel failed)";
     case ChildExit::fork_server_failed: return "the fork server failed";
     case ChildExit::entry_failed: return "its entry point threw";
+    case ChildExit::stage_init_failed: return "its stage's constructor threw";
     default: return {};
   }
 }

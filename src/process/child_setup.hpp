@@ -19,6 +19,7 @@ enum class ChildExit : int {
   setup_failed = 72,     ///< it could not map its channel, a segment, or set itself up
   fork_server_failed = 73,  ///< the fork server's own loop failed
   entry_failed = 74,     ///< the child's entry threw
+  stage_init_failed = 75,  ///< a pipeline stage's constructor threw
 };
 
 /// "protocol error" for ChildExit::protocol_error...; empty for a code that is not one of mpaio's.

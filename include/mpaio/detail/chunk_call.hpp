@@ -53,6 +53,10 @@ struct ChunkExecution {
 /// registered one also into its failure_payload.
 ChunkExecution execute_chunk(ChunkFn fn, const ChunkCall& call) noexcept;
 
+/// The demangled type and the what() (or a description) of the exception being handled; call it in a
+/// catch block.
+void describe_current_exception(std::string& type, std::string& message);
+
 /// CLOCK_MONOTONIC now, in nanoseconds.
 std::int64_t monotonic_ns() noexcept;
 

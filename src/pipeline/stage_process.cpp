@@ -1,0 +1,153 @@
+// The loop of a stage replica: construct the stage, then item after item until told to stop.
+
+#include "pipeline/stage_process.hpp"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "mpaio/detail/chunk_call.hpp"
+#include "process/child_setup.hpp"
+#include "process/chunk_protocol.hpp"
+
+namespace mpaio::detail {
+
+namespace {
+
+template <class T>
+std::span<const std::byte> bytes_of(const T& value) {
+  return {reinterpret_cast<const std::byte*>(&value), sizeof value};
+}
+std::span<const std::byte> bytes_of(std::string_view text) {
+  return {reinterpret_cast<const std::byte*>(text.data()), text.size()};
+}
+
+class Replica {
+ public:
+  Replica(const StageProcessSettings& settings, const StageSpec& stage, unsigned replica, std::size_t slot)
+      : settings_(settings),
+        stage_(stage),
+        replica_(replica),
+        channel_(settings.channel(slot)),
+        tasks_(channel_.header().tasks, channel_.task_ring()),
+        results_(channel_.header().results, channel_.result_ring()) {}
+
+  int run() {
+    std::unique_ptr<StageInstance> instance;
+    try {
+      instance = stage_.construct(stage_.config);
+    } catch (...) {
+      std::string type, message;
+      describe_current_exception(type, message);
+      publish_failure(StageResultKind::init_failed, 0, 0, 0, 0, type, message);
+      return static_cast<int>(ChildExit::stage_init_failed);
+    }
+    publish(StageResultKind::ready, {});
+    auto& h = channel_.header();
+    std::vector<std::span<const std::byte>> inputs;
+    for (;;) {
+      wait_until(h.replica_wake, [&] { return tasks_.pending(); }, settings_.spin.count());
+      RecordReader::Record record;
+      if (tasks_.peek(record) != RecordReader::Status::ready) return static_cast<int>(ChildExit::protocol_error);
+      if (record.kind == static_cast<std::uint32_t>(StageTaskKind::stop)) break;
+      StageItem item{};
+      if (record.kind != static_cast<std::uint32_t>(StageTaskKind::item) || !parse(record.body, item, inputs)) {
+        return static_cast<int>(ChildExit::protocol_error);
+      }
+      handle(*instance, item, inputs);
+      tasks_.consume();
+      tasks_.publish();
+    }
+    instance.reset();  // the stage's destructor runs here, within the caller's grace
+    return static_cast<int>(ChildExit::ok);
+  }
+
+ private:
+  /// Splits an item record into its inputs; false when the sizes do not add up.
+  static bool parse(std::span<const std::byte> body, StageItem& item, std::vector<std::span<const std::byte>>& inputs) {
+    if (body.size() < sizeof item) return false;
+    std::memcpy(&item, body.data(), sizeof item);
+    body = body.subspan(sizeof item);
+    if (item.inputs > 64 || body.size() < item.inputs * sizeof(std::uint32_t)) return false;
+    std::vector<std::uint32_t> sizes(item.inputs);
+    std::memcpy(sizes.data(), body.data(), item.inputs * sizeof(std::uint32_t));
+    body = body.subspan(item.inputs * sizeof(std::uint32_t));
+    inputs.clear();
+    for (std::uint32_t size : sizes) {
+      if (size > body.size()) return false;
+      inputs.push_back(body.first(size));
+      body = body.subspan(size);
+    }
+    return body.empty();
+  }
+
+  void handle(StageInstance& instance, const StageItem& item, std::span<const std::span<const std::byte>> inputs) {
+    auto& h = channel_.header();
+    const ItemContext context{item.item, item.attempt, replica_, StopToken(&h.stop_requested)};
+    out_.clear();
+    std::string type, message;
+    const std::int64_t start = monotonic_ns();
+    h.running_since_ns.store(start, std::memory_order_relaxed);
+    h.running.store(item.item + 1, std::memory_order_release);
+    bool failed = false;
+    try {
+      instance.process(inputs, context, out_);
+    } catch (...) {
+      failed = true;
+      describe_current_exception(type, message);
+    }
+    const std::int64_t end = monotonic_ns();
+    h.running.store(0, std::memory_order_release);
+    if (!failed && out_.size() > settings_.max_item_bytes) {
+      failed = true;
+      type = "mpaio::ResultTooLarge";
+      message = "its result is " + std::to_string(out_.size()) + " bytes, over PipelineOptions::max_item_bytes (" +
+                std::to_string(settings_.max_item_bytes) + ")";
+      // A pool array's transfer is never this large: out_ holds plain bytes, nothing to release.
+    }
+    if (failed) {
+      publish_failure(StageResultKind::failed, item.item, item.attempt, start, end, type, message);
+    } else {
+      const StageDone done{item.item, item.attempt, 0, start, end};
+      publish(StageResultKind::done, {bytes_of(done), out_});
+    }
+  }
+
+  void publish_failure(StageResultKind kind, std::uint64_t item, std::uint32_t attempt, std::int64_t start,
+                       std::int64_t end, std::string_view type, std::string_view message) {
+    type = type.substr(0, kMaxErrorText);
+    message = message.substr(0, kMaxErrorText);
+    const StageFailed failed{item, attempt, static_cast<std::uint32_t>(type.size()), start, end,
+                             static_cast<std::uint32_t>(message.size()), 0};
+    publish(kind, {bytes_of(failed), bytes_of(type), bytes_of(message)});
+  }
+
+  /// Writes a record, waiting for room (the caller, rung first, drains the ring), and rings the caller.
+  void publish(StageResultKind kind, std::initializer_list<std::span<const std::byte>> parts) {
+    std::size_t body = 0;
+    for (auto part : parts) body += part.size();
+    auto& h = channel_.header();
+    while (!results_.try_write(static_cast<std::uint32_t>(kind), parts)) {
+      ring(h.caller_wake, settings_.eventfd);
+      wait_until(h.replica_wake, [&] { return results_.fits(body); }, settings_.spin.count());
+    }
+    ring(h.caller_wake, settings_.eventfd);
+  }
+
+  const StageProcessSettings& settings_;
+  const StageSpec& stage_;
+  unsigned replica_;
+  StageChannel channel_;
+  RecordReader tasks_;
+  RecordWriter results_;
+  std::vector<std::byte> out_;
+};
+
+}  // namespace
+
+int stage_process_main(const StageProcessSettings& settings, const StageSpec& stage, unsigned replica,
+                       const ChildContext& context) {
+  return Replica(settings, stage, replica, context.slot).run();
+}
+
+}  // namespace mpaio::detail
