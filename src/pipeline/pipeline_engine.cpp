@@ -661,6 +661,8 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
 
   void on_started(std::uint32_t i) override {
     attach(i);
+    // A replica publishes (its `ready`) without being asked, maybe before the arming: look once now.
+    drainer->drain(i);
     if (cancelled || stages_stopped) send_stop(i);
   }
 
