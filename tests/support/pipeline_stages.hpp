@@ -28,7 +28,7 @@ enum class Fault : std::int64_t {
   hang_always = 5,   ///< sleeps for ever on every attempt
 };
 
-/// A shared page the stage processes inherit: counters, and one fault per (stage, item).
+/// A shared page the stage processes inherit: counters, and one fault per (stage, item id modulo kItems).
 struct StageBoard {
   static constexpr std::size_t kItems = 4096;
   std::atomic<std::int64_t> constructed[4];  // per stage kind
@@ -61,7 +61,7 @@ using Frame = mpaio::PoolArray<std::uint8_t>;
 inline void act(StageKind kind, const mpaio::ItemContext& item) {
   StageBoard& b = StageBoard::get();
   if (const auto us = b.sleep_us[kind].load(); us > 0) std::this_thread::sleep_for(std::chrono::microseconds(us));
-  const auto fault = item.item < StageBoard::kItems ? static_cast<Fault>(b.faults[kind][item.item].load()) : Fault::none;
+  const auto fault = static_cast<Fault>(b.faults[kind][item.item % StageBoard::kItems].load());
   const bool first = item.attempt == 0;
   switch (fault) {
     case Fault::throw_first:
