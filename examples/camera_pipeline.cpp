@@ -206,7 +206,10 @@ int main(int argc, char** argv) {
       interrupted = true;
       pipeline.cancel();
     });
-    mpaio::ProgressBar bar(f.frames, f.frames, {.mode = f.progress ? mpaio::ProgressMode::always : mpaio::ProgressMode::off});
+    mpaio::ProgressBar bar(f.frames, f.frames,
+                           {.mode = f.progress ? mpaio::ProgressMode::always : mpaio::ProgressMode::off,
+                            .unit = "frames",
+                            .rate_unit = "frames"});
     std::size_t done = 0, wrong = 0, failed = 0;
     std::int64_t objects = 0, people = 0;
     const auto start = std::chrono::steady_clock::now();

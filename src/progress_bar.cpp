@@ -49,7 +49,8 @@ ProgressBar::~ProgressBar() {
 }
 
 std::string ProgressBar::render(std::size_t chunks_done, std::size_t total_chunks, std::size_t elements_done,
-                                std::size_t total_elements, double seconds) {
+                                std::size_t total_elements, double seconds, std::string_view unit,
+                                std::string_view rate_unit) {
   const double fraction = total_chunks == 0 ? 1.0 : static_cast<double>(chunks_done) / static_cast<double>(total_chunks);
   const auto filled = static_cast<std::size_t>(fraction * kBarWidth);
   const double rate = seconds > 0 ? static_cast<double>(elements_done) / seconds : 0;
@@ -60,9 +61,9 @@ std::string ProgressBar::render(std::size_t chunks_done, std::size_t total_chunk
     eta = "ETA 0:00";
   }
   const std::size_t digits = fmt::formatted_size("{}", total_chunks);
-  return fmt::format("[{}{}] {:>{}}/{} chunks {:5.1f}%  {} elements/s  {}", std::string(filled, '#'),
-                     std::string(kBarWidth - filled, '-'), chunks_done, digits, total_chunks, 100.0 * fraction,
-                     si(rate), eta);
+  return fmt::format("[{}{}] {:>{}}/{} {} {:5.1f}%  {} {}/s  {}", std::string(filled, '#'),
+                     std::string(kBarWidth - filled, '-'), chunks_done, digits, total_chunks, unit, 100.0 * fraction,
+                     si(rate), rate_unit, eta);
 }
 
 void ProgressBar::update(std::size_t chunks_done, std::size_t elements_done) {
@@ -85,10 +86,10 @@ void ProgressBar::draw(bool final) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   std::string line;
   if (final) {
-    line = fmt::format("{}/{} chunks in {:.2f} s, {} elements/s", chunks_, total_chunks_, seconds,
-                       si(seconds > 0 ? static_cast<double>(elements_) / seconds : 0));
+    line = fmt::format("{}/{} {} in {:.2f} s, {} {}/s", chunks_, total_chunks_, options_.unit, seconds,
+                       si(seconds > 0 ? static_cast<double>(elements_) / seconds : 0), options_.rate_unit);
   } else {
-    line = render(chunks_, total_chunks_, elements_, total_elements_, seconds);
+    line = render(chunks_, total_chunks_, elements_, total_elements_, seconds, options_.unit, options_.rate_unit);
   }
   const std::size_t width = line.size();
   if (width < last_width_) line += std::string(last_width_ - width, ' ');  // wipe a longer previous line

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace mpaio {
 
@@ -26,6 +27,8 @@ class ProgressBar {
     ProgressMode mode = ProgressMode::automatic;
     int fd = STDERR_FILENO;                        ///< where to draw
     std::chrono::milliseconds min_interval{100};   ///< at most 10 redraws a second
+    std::string unit = "chunks";                   ///< what is counted ("frames" for a pipeline)
+    std::string rate_unit = "elements";            ///< what the rate counts
   };
 
   ProgressBar(std::size_t total_chunks, std::size_t total_elements, Options options);
@@ -45,7 +48,8 @@ class ProgressBar {
   /// The bar's text for the given state (no '\r'), e.g.
   /// "[#######-------------]  350/1000 chunks  35.0%  12.3M elements/s  ETA 0:04".
   static std::string render(std::size_t chunks_done, std::size_t total_chunks, std::size_t elements_done,
-                            std::size_t total_elements, double seconds);
+                            std::size_t total_elements, double seconds, std::string_view unit = "chunks",
+                            std::string_view rate_unit = "elements");
 
  private:
   void draw(bool final);

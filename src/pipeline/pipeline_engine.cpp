@@ -599,13 +599,13 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
           failure = {0, ItemFailureKind::exception, "", r.index, supervisor->pid(i), 0, "mpaio::DecodeError",
                      std::string("its result could not be taken: ") + e.what()};
         }
-        if (!wanted || shutting_down) return true;
-        if (!value) {
+        if (shutting_down) return true;
+        if (wanted && !value) {
           retry_or_fail(s, done.item, std::move(failure));
-        } else {
+        } else if (wanted) {
           produced(done.item, it->second, port, std::move(*value));
         }
-        dispatch(s);
+        dispatch(s);  // the replica has room again
         return true;
       }
       case StageResultKind::failed:

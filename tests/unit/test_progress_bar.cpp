@@ -60,6 +60,13 @@ TEST(ProgressBar, RendersCountsPercentRateAndEta) {
   EXPECT_EQ(line.rfind("[######------------------]", 0), 0U) << line;
 }
 
+TEST(ProgressBar, CountsWhatItIsToldToCount) {
+  const std::string line = mpaio::ProgressBar::render(30, 120, 30, 120, 1.0, "frames", "frames");
+  EXPECT_NE(line.find("30/120 frames"), std::string::npos) << line;
+  EXPECT_NE(line.find("30 frames/s"), std::string::npos) << line;
+  EXPECT_EQ(line.find("chunks"), std::string::npos) << line;
+}
+
 TEST(ProgressBar, DrawsInPlaceOnATerminalAndFinishesWithALine) {
   Pty pty;
   {
