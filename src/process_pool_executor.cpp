@@ -33,16 +33,10 @@ namespace {
 
 using detail::Supervisor;
 using detail::TaskRecord;
+using detail::read_header;
 
 /// Consecutive failures after which a slot is left empty until the next run (each retry waited longer).
 constexpr unsigned kMaxStartFailures = 5;
-
-template <class T>
-bool read_header(std::span<const std::byte> body, T& out) {
-  if (body.size() < sizeof out) return false;
-  std::memcpy(&out, body.data(), sizeof out);
-  return true;
-}
 
 }  // namespace
 

@@ -59,17 +59,6 @@ std::string format_stage_table(const std::vector<StageStats>& stats, double seco
 
 namespace detail {
 
-namespace {
-
-template <class T>
-bool read_header(std::span<const std::byte> body, T& out) {
-  if (body.size() < sizeof out) return false;
-  std::memcpy(&out, body.data(), sizeof out);
-  return true;
-}
-
-}  // namespace
-
 struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
   /// An item sent to a replica and not answered yet.
   struct Assigned {

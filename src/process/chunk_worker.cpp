@@ -23,14 +23,6 @@ namespace mpaio::detail {
 
 namespace {
 
-template <class T>
-std::span<const std::byte> bytes_of(const T& value) {
-  return {reinterpret_cast<const std::byte*>(&value), sizeof value};
-}
-std::span<const std::byte> bytes_of(std::string_view text) {
-  return {reinterpret_cast<const std::byte*>(text.data()), text.size()};
-}
-
 class WorkerProcess {
  public:
   WorkerProcess(const ChunkWorkerSettings& settings, const ChildContext& context)

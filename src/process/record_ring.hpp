@@ -13,6 +13,8 @@
 #include <cstring>
 #include <initializer_list>
 #include <span>
+#include <string_view>
+#include <type_traits>
 
 namespace mpaio::detail {
 
@@ -33,6 +35,25 @@ static_assert(sizeof(RecordHeader) == 8);
 inline constexpr std::uint32_t kPadKind = 0xffffffffu;
 
 inline constexpr std::size_t align8(std::size_t n) noexcept { return (n + 7) & ~std::size_t{7}; }
+
+/// The bytes of a fixed-size record header (or any trivially copyable value), to write as a record's part.
+template <class T>
+std::span<const std::byte> bytes_of(const T& value) noexcept {
+  static_assert(std::is_trivially_copyable_v<T>);
+  return {reinterpret_cast<const std::byte*>(&value), sizeof value};
+}
+/// The characters of a text, to write as a record's part.
+inline std::span<const std::byte> bytes_of(std::string_view text) noexcept {
+  return {reinterpret_cast<const std::byte*>(text.data()), text.size()};
+}
+/// Copies the fixed-size header at the start of a record's body into `out`; false when the body is shorter.
+template <class T>
+bool read_header(std::span<const std::byte> body, T& out) noexcept {
+  static_assert(std::is_trivially_copyable_v<T>);
+  if (body.size() < sizeof out) return false;
+  std::memcpy(&out, body.data(), sizeof out);
+  return true;
+}
 
 /// The producer's end.
 class RecordWriter {
