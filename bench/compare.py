@@ -3,12 +3,15 @@
 
 Every figure comes from this one run: the median of --repetitions repetitions. References: OpenMP and a
 serial loop over the same shared memory (Google Benchmark programs in bench/), Python's process pools
-(bench/python/python_pools.py, run with Debian's /usr/bin/python3), and for the SharedMemoryPool a shared
-segment per array (bench/bench_pool.cpp).
+(bench/python/python_pools.py, run with Debian's /usr/bin/python3), for the SharedMemoryPool a shared
+segment per array (bench/bench_pool.cpp), and for pipelines the same stage functions run one after the
+other, in a oneTBB flow graph (bench/bench_pipeline.cpp) and in multiprocessing stages
+(bench/python/python_pipeline.py).
 
-  bench/compare.py                      # 2 workers: the table with the targets (engine and pool)
+  bench/compare.py                      # 2 workers: the table with the targets (engine, pool, pipeline)
   bench/compare.py --workers 1,2,4,8    # also how the figures scale with the worker count
   bench/compare.py --only pool          # only the SharedMemoryPool rows (about 40 s)
+  bench/compare.py --only pipeline      # only the pipeline rows (about 1 min with 5 repetitions)
 """
 import argparse
 import json
@@ -149,12 +152,79 @@ def pool_rows(m):
     ]
 
 
+PIPELINE_SCENARIOS = ["seed_controller", "pipelined_diamond", "pipelined_diamond_1080p", "empty_stages", "latency"]
+
+
+def measure_pipeline(repetitions):
+    """bench_pipeline (every engine, every scenario: medians) and the Python reference."""
+    cmd = [str(BIN / "bench_pipeline"), "--benchmark_format=json"]
+    if repetitions > 1:
+        cmd += [f"--benchmark_repetitions={repetitions}", "--benchmark_report_aggregates_only=true"]
+    out = run(cmd)
+    if repetitions > 1:
+        entries = medians_of("bench_pipeline", out, pool_key)
+    else:  # one run: no aggregates, the run itself
+        entries = {}
+        for b in json.loads(out)["benchmarks"]:
+            if b.get("error_occurred"):
+                raise RuntimeError(f"bench_pipeline {b.get('run_name', b.get('name'))}: {b.get('error_message')}")
+            entries[pool_key(b["run_name"])] = b
+    python = json.loads(run([PYTHON, str(ROOT / "bench/python/python_pipeline.py"),
+                             "--repetitions", str(repetitions)]))
+    m = {}
+    for engine, key in (("mpaio", "mpaio_pipeline"), ("tbb", "onetbb_flow_graph"), ("seq", "sequential")):
+        for i, scenario in enumerate(PIPELINE_SCENARIOS):
+            entry = entries[f"{key}/scenario:{i}"]
+            m[f"pipe_{engine}_{scenario}"] = entry["items_per_s"]
+            if scenario == "latency":
+                m[f"pipe_{engine}_latency_p50_us"] = entry["p50_us"]
+                m[f"pipe_{engine}_latency_p99_us"] = entry["p99_us"]
+    for scenario, items_per_s in python.items():
+        m[f"pipe_py_{scenario}"] = items_per_s
+    return m
+
+
+def pipeline_rows(m):
+    def rate(engine, scenario):
+        return m[f"pipe_{engine}_{scenario}"]
+
+    def rows(what, scenario, refs):
+        """One row per reference: (name, engine, target ratio or None); the first names the measure."""
+        out = []
+        ours = rate("mpaio", scenario)
+        for i, (name, engine, target) in enumerate(refs):
+            ref = rate(engine, scenario)
+            ratio = ours / ref
+            out.append((what if i == 0 else "", f"{ours:,.1f}" if i == 0 else "", f"{name} {ref:,.1f}", ratio,
+                        "" if target is None else f">= {target}x", None if target is None else ratio >= target))
+        return out
+
+    seq, tbb, py = "sequential", "oneTBB flow graph", "Python multiprocessing"
+    p50, p99 = m["pipe_mpaio_latency_p50_us"], m["pipe_mpaio_latency_p99_us"]
+    return (
+        rows("pipeline a) seed controller: 0 / 10 ∥ 10 / 0 ms, 1 in flight, 640x480 (items/s)", "seed_controller",
+             [(seq, "seq", 1.85), (tbb, "tbb", None)])
+        + rows("pipeline b) diamond: 4 / 8 ∥ 8 / 1 ms, 4 in flight, 640x480 (items/s)", "pipelined_diamond",
+               [(seq, "seq", 1.8), (tbb, "tbb", 0.95)])
+        + rows("pipeline b) same, 1080p frames (items/s)", "pipelined_diamond_1080p",
+               [(py, "py", 1.3), (seq, "seq", None), (tbb, "tbb", None)])
+        + rows("pipeline c) empty stages, 8-byte items, 64 in flight (items/s)", "empty_stages",
+               [(tbb, "tbb", 0.5), (py, "py", 10), (seq, "seq", None)])
+        + [("pipeline d) latency, 1 item in flight, empty stages: p50 (us)", f"{p50:.1f}",
+            f"oneTBB flow graph {m['pipe_tbb_latency_p50_us']:.1f}", None, "<= 150 us", p50 <= 150),
+           ("pipeline d) same: p99 (us)", f"{p99:.1f}", f"oneTBB flow graph {m['pipe_tbb_latency_p99_us']:.1f}", None,
+            "<= 1000 us", p99 <= 1000)]
+    )
+
+
 def table(m):
     rows = []
     if "dispatch_process" in m:
         rows += engine_rows(m)
     if "pool_alloc_free_us" in m:
         rows += pool_rows(m)
+    if "pipe_mpaio_seed_controller" in m:
+        rows += pipeline_rows(m)
     lines = ["| measure | mpaio | reference | ratio | target | met |", "|---|---:|---|---:|---|---|"]
     for what, ours, ref, ratio, target, ok in rows:
         lines.append(f"| {what} | {ours} | {ref} | {'' if ratio is None else f'{ratio:.2f}x'} | {target} | "
@@ -201,9 +271,9 @@ def main():
     parser.add_argument("--workers", default="2", help="comma-separated worker counts; the first one gets the table")
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--no-build", action="store_true", help="use the binaries already in build/bench")
-    parser.add_argument("--only", choices=["engine", "pool"],
-                        help="run one part: the engine (executors, orchestrator) or the SharedMemoryPool; "
-                             "default: both")
+    parser.add_argument("--only", choices=["engine", "pool", "pipeline"],
+                        help="run one part: the engine (executors, orchestrator), the SharedMemoryPool or "
+                             "pipelines (bench_pipeline and its Python reference); default: all three")
     parser.add_argument("--pool-stress-seconds", type=float, default=10.0,
                         help="duration of the 8-process pool stress test (default 10)")
     args = parser.parse_args()
@@ -215,6 +285,8 @@ def main():
     results = {w: measure(w, args.repetitions) for w in counts} if engine else {counts[0]: {}}
     if args.only in (None, "pool"):
         results[counts[0]].update(measure_pool(args.repetitions, args.pool_stress_seconds))  # worker count n/a
+    if args.only in (None, "pipeline"):
+        results[counts[0]].update(measure_pipeline(args.repetitions))  # 1 replica per stage: worker count n/a
     cores = os.cpu_count()
     text, met = table(results[counts[0]])
     print(f"mpaio benchmarks: {counts[0]} workers, {cores} cores, median of {args.repetitions} repetitions\n")
