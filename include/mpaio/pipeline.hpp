@@ -168,8 +168,10 @@ class PipelineBuilder {
 
 /// A running pipeline: push items, pull results. Every pushed item ends exactly once: its result (value or
 /// failure) is handed back, or, when the pipeline is cancelled first, it is counted in unfinished(). Use it
-/// from coroutines on the loop given to build(); it must outlive them. Destroying it stops the stages
-/// (their objects are destroyed within PipelineOptions::shutdown_grace) and leaves no process behind.
+/// from coroutines on the loop given to build(); it must outlive them. While it is open it watches its
+/// processes on that loop, so the loop's run() returns only once it is closed (or cancelled), its items
+/// have ended and its stage processes have exited. Destroying it stops the stages (their objects are
+/// destroyed within PipelineOptions::shutdown_grace) and leaves no process behind.
 template <class In, class Out>
 class Pipeline {
  public:

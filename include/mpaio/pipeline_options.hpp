@@ -27,11 +27,15 @@ struct PipelineOptions {
   ErrorPolicy on_error = ErrorPolicy::collect;
   /// Largest encoded value on an edge (a pool array counts as its reference, about 100 bytes).
   std::size_t max_item_bytes = std::size_t{1} << 20;
-  /// Items a replica holds at once: the one it handles and those queued behind (so it never waits for
-  /// the caller between two items).
-  unsigned replica_queue = 2;
+  /// Items a replica holds at once: the one it handles and those queued behind, so that it never waits
+  /// for the caller between two items, and the caller handles its answers in batches. 0 (default): the
+  /// stage's share of max_in_flight, between 2 and 16.
+  unsigned replica_queue = 0;
   /// How long an idle replica spins before it sleeps (lower latency, more CPU).
   std::chrono::microseconds replica_spin{50};
+  /// How long a replica may hold the results of short items (shorter than this) while it has more items
+  /// queued, so that the caller wakes once per batch rather than once per item (0: never hold).
+  std::chrono::microseconds max_result_delay{200};
   /// close() and destruction: how long stage objects get to be destroyed before their processes are killed.
   std::chrono::milliseconds shutdown_grace{2000};
   /// cancel(): how long the items being handled get to see their StopToken before the processes are killed.

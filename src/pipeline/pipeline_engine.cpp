@@ -85,6 +85,7 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
   struct StageState {
     std::vector<std::uint32_t> slots;  // its replicas' slots
     std::deque<std::uint64_t> ready;   // items whose inputs are all there, waiting for a replica
+    std::size_t queue = 2;             // items one replica holds at most
     StageStats stats;
   };
 
@@ -157,6 +158,7 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
     settings.slot_bytes = StageChannel::footprint(settings.ring_bytes);
     settings.max_item_bytes = options.max_item_bytes;
     settings.spin = options.replica_spin;
+    settings.max_result_delay = options.max_result_delay;
     consumers.resize(spec.ports.size());
     stages.resize(spec.stages.size());
     for (std::uint32_t s = 0; s < spec.stages.size(); ++s) {
@@ -164,6 +166,8 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
       for (std::uint32_t port : st.inputs) consumers[port].push_back(s);
       stages[s].stats.name = st.name;
       stages[s].stats.replicas = st.options.replicas;
+      const std::size_t share = (options.max_in_flight + st.options.replicas - 1) / st.options.replicas;
+      stages[s].queue = options.replica_queue != 0 ? options.replica_queue : std::clamp<std::size_t>(share, 2, 16);
       for (unsigned r = 0; r < st.options.replicas; ++r) {
         stages[s].slots.push_back(static_cast<std::uint32_t>(replicas.size()));
         Replica& replica = replicas.emplace_back();
@@ -193,7 +197,7 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
     for (const Replica& r : replicas) slot_entries.push_back(r.stage);
     server.emplace(std::move(entries), options.shutdown_grace);
     supervisor.emplace(*server, std::move(slot_entries), *this, options.spawn_timeout);
-    drainer.emplace(eventfd.get(), std::chrono::milliseconds(1), *this);
+    drainer.emplace(eventfd.get(), std::max<std::chrono::nanoseconds>(options.max_result_delay, std::chrono::microseconds(1)), *this);
     try {
       for (std::uint32_t i = 0; i < replicas.size(); ++i) {
         renew(i);
@@ -220,8 +224,8 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
     if (spec.stages.empty()) throw InvalidArgument("PipelineBuilder::build: the pipeline has no stage");
     if (spec.output == 0) throw InvalidArgument("PipelineBuilder::build: the output is the pipeline's input itself");
     if (options.max_in_flight == 0) throw InvalidArgument("PipelineOptions: max_in_flight must be at least 1, got 0");
-    if (options.replica_queue == 0 || options.replica_queue > 64) {
-      throw InvalidArgument(fmt::format("PipelineOptions: replica_queue must be 1..64, got {}", options.replica_queue));
+    if (options.replica_queue > 64) {
+      throw InvalidArgument(fmt::format("PipelineOptions: replica_queue must be 0 (automatic) to 64, got {}", options.replica_queue));
     }
     if (options.max_item_bytes == 0 || options.max_item_bytes > (std::size_t{1} << 30)) {
       throw InvalidArgument(fmt::format("PipelineOptions: max_item_bytes must be 1..2^30, got {}", options.max_item_bytes));
@@ -316,7 +320,7 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
   [[nodiscard]] bool accepting(std::uint32_t i) const {
     const Replica& r = replicas[i];
     return r.ready && !r.stopping && !r.doomed && supervisor->state(i) == Supervisor::State::running &&
-           r.outstanding.size() < options.replica_queue;
+           r.outstanding.size() < stages[r.stage].queue;
   }
 
   // ---- items -----------------------------------------------------------------------------------------------
@@ -552,7 +556,8 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
 
   // ---- records (Drainer::Owner) ----------------------------------------------------------------------------
 
-  [[nodiscard]] bool may_hold() const override { return false; }
+  /// Replicas hold results of short items while they have more queued: the drainer's timer collects them.
+  [[nodiscard]] bool may_hold() const override { return options.max_result_delay.count() > 0 && !items.empty(); }
 
   bool on_record(std::size_t index, const RecordReader::Record& record) override {
     const auto i = static_cast<std::uint32_t>(index);

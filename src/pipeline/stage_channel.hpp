@@ -106,6 +106,7 @@ struct StageProcessSettings {
   std::size_t max_item_bytes = 0;
   int eventfd = -1;               ///< the caller's doorbell
   std::chrono::nanoseconds spin{};
+  std::chrono::nanoseconds max_result_delay{};  ///< how long a result of a short item may be held
 
   [[nodiscard]] StageChannel channel(std::size_t slot) const { return {channels + slot * slot_bytes, ring_bytes}; }
 };

@@ -32,12 +32,15 @@ class Replica {
       std::string type, message;
       describe_current_exception(type, message);
       publish_failure(StageResultKind::init_failed, 0, 0, 0, 0, type, message);
+      ring_caller();
       return static_cast<int>(ChildExit::stage_init_failed);
     }
     publish(StageResultKind::ready, {});
+    ring_caller();
     auto& h = channel_.header();
     std::vector<std::span<const std::byte>> inputs;
     for (;;) {
+      if (held_since_ns_ != 0 && !tasks_.pending()) ring_caller();  // about to wait: hand over what is held
       wait_until(h.replica_wake, [&] { return tasks_.pending(); }, settings_.spin.count());
       RecordReader::Record record;
       if (tasks_.peek(record) != RecordReader::Status::ready) return static_cast<int>(ChildExit::protocol_error);
@@ -103,6 +106,26 @@ class Replica {
       const StageDone done{item.item, item.attempt, 0, start, end};
       publish(StageResultKind::done, {bytes_of(done), out_});
     }
+    if (!hold(end - start, end)) ring_caller();
+  }
+
+  /// Whether a result may wait for the next ones before the caller hears of it: only one of a short item,
+  /// with more items queued, while the oldest result waiting is younger than max_result_delay (the item
+  /// record being handled is still in the ring: more than one means more are queued).
+  bool hold(std::int64_t duration_ns, std::int64_t now_ns) {
+    const std::int64_t limit = settings_.max_result_delay.count();
+    if (duration_ns >= limit || !more_queued()) return false;
+    if (held_since_ns_ == 0) held_since_ns_ = now_ns;
+    return now_ns - held_since_ns_ < limit;
+  }
+
+  /// Whether another item record follows the one being handled.
+  [[nodiscard]] bool more_queued() const noexcept { return tasks_.more_after_peeked(); }
+
+  /// Wakes the caller's loop if it sleeps: every result written so far is then seen.
+  void ring_caller() {
+    held_since_ns_ = 0;
+    ring(channel_.header().caller_wake, settings_.eventfd);
   }
 
   void publish_failure(StageResultKind kind, std::uint64_t item, std::uint32_t attempt, std::int64_t start,
@@ -114,16 +137,15 @@ class Replica {
     publish(kind, {bytes_of(failed), bytes_of(type), bytes_of(message)});
   }
 
-  /// Writes a record, waiting for room (the caller, rung first, drains the ring), and rings the caller.
+  /// Writes a record, waiting for room: the caller, rung first, drains the ring (it hears of everything
+  /// held before we wait, or it could sleep while we wait for it).
   void publish(StageResultKind kind, std::initializer_list<std::span<const std::byte>> parts) {
     std::size_t body = 0;
     for (auto part : parts) body += part.size();
-    auto& h = channel_.header();
     while (!results_.try_write(static_cast<std::uint32_t>(kind), parts)) {
-      ring(h.caller_wake, settings_.eventfd);
-      wait_until(h.replica_wake, [&] { return results_.fits(body); }, settings_.spin.count());
+      ring_caller();
+      wait_until(channel_.header().replica_wake, [&] { return results_.fits(body); }, settings_.spin.count());
     }
-    ring(h.caller_wake, settings_.eventfd);
   }
 
   const StageProcessSettings& settings_;
@@ -133,6 +155,7 @@ class Replica {
   RecordReader tasks_;
   RecordWriter results_;
   std::vector<std::byte> out_;
+  std::int64_t held_since_ns_ = 0;  // when the oldest result the caller was not woken for was written; 0: none
 };
 
 }  // namespace

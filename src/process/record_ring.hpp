@@ -168,6 +168,10 @@ class RecordReader {
   void publish() noexcept { state_->tail.store(tail_, std::memory_order_release); }
   /// Whether records are published and not consumed.
   [[nodiscard]] bool pending() const noexcept { return state_->head.load(std::memory_order_acquire) != tail_; }
+  /// Whether records are published beyond the one peek() returned.
+  [[nodiscard]] bool more_after_peeked() const noexcept {
+    return state_->head.load(std::memory_order_acquire) != tail_ + size_;
+  }
 
  private:
   RecordRingState* state_ = nullptr;
