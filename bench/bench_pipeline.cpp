@@ -16,10 +16,15 @@
 //   3 empty_stages             8-byte items (std::int64_t), every cost 0; 64 in flight
 //   4 latency                  8-byte items, every cost 0, one item in flight: per-item push -> result
 //                              time, counters p50_us / p99_us (and items/s)
+//   5 churn_clean              mpaio only: 64x64x3 frames, detector 0.2 ms, middle 0.4 ms, aggregator 0.1 ms,
+//                              8 in flight, stages retry twice
+//   6 churn_killed             the same while a random stage process is SIGKILLed every 100 ms (counters
+//                              kills, failed_items): crash injection costs this against churn_clean
 // Each benchmark runs one fixed batch (Iterations(1)); the pipeline (its processes) or the flow graph's
 // threads are started and warmed up once per benchmark run, outside the timed loop. Run
 //   build/bench/bench/bench_pipeline [--benchmark_repetitions=5 --benchmark_report_aggregates_only=true]
 // bench/compare.py --only pipeline prints the ratios against the targets (and the Python reference).
+#include <signal.h>
 #include <time.h>
 
 #include <benchmark/benchmark.h>
@@ -28,6 +33,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -36,6 +42,7 @@
 #include <cstring>
 #include <exception>
 #include <optional>
+#include <random>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -58,12 +65,21 @@ struct Scenario {
   std::size_t items;       // the measured batch
   std::size_t warmup;      // items run before it
   bool latency;            // one item at a time, push -> result timed per item
+  int kill_every_ms = 0;   // mpaio only: SIGKILL a random stage process this often (stages retry twice)
 
   [[nodiscard]] bool frames() const { return rows != 0; }
   [[nodiscard]] std::size_t item_bytes() const { return frames() ? rows * cols * 3 : sizeof(std::int64_t); }
 };
 
-enum ScenarioId : int { kSeedController, kPipelinedDiamond, kPipelinedDiamond1080p, kEmptyStages, kLatency };
+enum ScenarioId : int {
+  kSeedController,
+  kPipelinedDiamond,
+  kPipelinedDiamond1080p,
+  kEmptyStages,
+  kLatency,
+  kChurnClean,   // the crash-injection pair: the same diamond, clean...
+  kChurnKilled,  // ...and with a random stage process killed every 100 ms
+};
 
 constexpr Scenario kScenarios[] = {
     {"seed_controller", 0, 10'000, 0, 1, 480, 640, 40, 4, false},
@@ -71,6 +87,8 @@ constexpr Scenario kScenarios[] = {
     {"pipelined_diamond_1080p", 4'000, 8'000, 1'000, 4, 1080, 1920, 40, 8, false},
     {"empty_stages", 0, 0, 0, 64, 0, 0, 20'000, 1'000, false},
     {"latency", 0, 0, 0, 1, 0, 0, 5'000, 200, true},
+    {"churn_clean", 200, 400, 100, 8, 64, 64, 4'000, 200, false, 0},
+    {"churn_killed", 200, 400, 100, 8, 64, 64, 4'000, 200, false, 100},
 };
 
 const Scenario& scenario_of(const benchmark::State& state) { return kScenarios[state.range(0)]; }
@@ -389,11 +407,15 @@ struct MpaioDiamond {
   mpaio::PipelineBuilder<In> graph;
   mpaio::Port<std::int64_t> output;
   explicit MpaioDiamond(const Scenario& sc) {
+    const unsigned retries = sc.kill_every_ms > 0 ? 2 : 0;
     auto item = graph.input();
-    auto boxes = graph.template add<DetectorStage<In>>({.name = "detector"}, CostConfig{sc.detector_us}, item);
-    auto size = graph.template add<SizeEstimatorStage<In>>({.name = "size_estimator"}, CostConfig{sc.middle_us}, item, boxes);
-    auto kind = graph.template add<ClassifierStage<In>>({.name = "classifier"}, CostConfig{sc.middle_us}, item, boxes);
-    output = graph.template add<AggregatorStage>({.name = "aggregator"}, CostConfig{sc.aggregator_us}, size, kind);
+    auto boxes = graph.template add<DetectorStage<In>>({.name = "detector", .retries = retries}, CostConfig{sc.detector_us}, item);
+    auto size = graph.template add<SizeEstimatorStage<In>>({.name = "size_estimator", .retries = retries},
+                                                           CostConfig{sc.middle_us}, item, boxes);
+    auto kind = graph.template add<ClassifierStage<In>>({.name = "classifier", .retries = retries}, CostConfig{sc.middle_us},
+                                                        item, boxes);
+    output = graph.template add<AggregatorStage>({.name = "aggregator", .retries = retries}, CostConfig{sc.aggregator_us},
+                                                 size, kind);
   }
 };
 
@@ -437,10 +459,26 @@ class MpaioRunner {
       asio::co_spawn(io_, produce(first, n), on_end);
       asio::co_spawn(io_, consume(first, n), on_end);
     }
+    asio::steady_timer killer(io_);
+    if (sc_.kill_every_ms > 0) kill_periodically(killer);
     while (running > 0) {
       if (io_.run_one() == 0) throw std::runtime_error("mpaio: the pipeline's loop ran out of work mid-batch");
     }
+    killer.cancel();
+    while (io_.poll_one() != 0) {  // the killer's cancelled wait
+    }
     if (failed) std::rethrow_exception(failed);
+  }
+
+  /// SIGKILLs a random stage process every kill_every_ms while the batch runs.
+  void kill_periodically(asio::steady_timer& killer) {
+    killer.expires_after(std::chrono::milliseconds(sc_.kill_every_ms));
+    killer.async_wait([this, &killer](const std::error_code& ec) {
+      if (ec) return;
+      static constexpr const char* kStages[] = {"detector", "size_estimator", "classifier", "aggregator"};
+      if (const pid_t pid = pipeline_.replica_pid(kStages[random_() % 4], 0); pid > 0 && ::kill(pid, SIGKILL) == 0) ++kills;
+      kill_periodically(killer);
+    });
   }
 
   /// close(), then the loop runs until the stages are stopped; false if that took over `limit`.
@@ -454,6 +492,8 @@ class MpaioRunner {
   }
 
   std::size_t mismatches = 0;
+  std::size_t kills = 0;
+  std::size_t failed_items = 0;  // killed on every attempt (crash injection only)
 
  private:
   In make(std::uint64_t id) {
@@ -470,6 +510,10 @@ class MpaioRunner {
 
   void check(const std::optional<mpaio::PipelineResult<std::int64_t>>& r) {
     if (!r) throw std::runtime_error("mpaio: pull() ended before the batch did");
+    if (!r->ok() && sc_.kill_every_ms > 0 && r->failure->kind == mpaio::ItemFailureKind::crash) {
+      ++failed_items;
+      return;
+    }
     if (!r->ok()) throw mpaio::ItemError(*r->failure);
     mismatches += **r != expected_(r->item);
   }
@@ -503,6 +547,7 @@ class MpaioRunner {
   mpaio::Pipeline<In, std::int64_t> pipeline_;
   std::uint64_t next_id_ = 0;
   bool closed_ = false;
+  std::minstd_rand random_{12345};
 };
 
 template <class In>
@@ -515,6 +560,10 @@ void mpaio_run(benchmark::State& state, const Scenario& sc, mpaio::SharedMemoryP
     runner.run(sc.warmup, nullptr);  // stage objects constructed, rings and pool blocks touched
     for (auto _ : state) runner.run(sc.items, sc.latency ? &latencies : nullptr);
     mismatches = runner.mismatches;
+    if (sc.kill_every_ms > 0) {
+      state.counters["kills"] = static_cast<double>(runner.kills);
+      state.counters["failed_items"] = static_cast<double>(runner.failed_items);
+    }
     if (!runner.finish()) state.SkipWithError("the pipeline did not stop within 30 s of close()");
   }
   report(state, sc, mismatches);
@@ -554,10 +603,16 @@ void scenarios(benchmark::internal::Benchmark* b) {
   b->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 
+/// mpaio's: the shared scenarios and the crash-injection pair.
+void mpaio_scenarios(benchmark::internal::Benchmark* b) {
+  scenarios(b);
+  b->Arg(kChurnClean)->Arg(kChurnKilled);
+}
+
 }  // namespace
 
 // mpaio first: its pipelines fork their fork server before TBB has started any thread in this process.
-BENCHMARK(mpaio_pipeline)->Apply(scenarios);
+BENCHMARK(mpaio_pipeline)->Apply(mpaio_scenarios);
 BENCHMARK(onetbb_flow_graph)->Apply(scenarios);
 BENCHMARK(sequential)->Apply(scenarios);
 

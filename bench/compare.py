@@ -181,6 +181,12 @@ def measure_pipeline(repetitions):
                 m[f"pipe_{engine}_latency_p99_us"] = entry["p99_us"]
     for scenario, items_per_s in python.items():
         m[f"pipe_py_{scenario}"] = items_per_s
+    for i, scenario in enumerate(["churn_clean", "churn_killed"], start=len(PIPELINE_SCENARIOS)):
+        entry = entries[f"mpaio_pipeline/scenario:{i}"]
+        m[f"pipe_mpaio_{scenario}"] = entry["items_per_s"]
+        if scenario == "churn_killed":
+            m["pipe_kills"] = entry["kills"]
+            m["pipe_killed_items"] = entry["failed_items"]
     return m
 
 
@@ -214,6 +220,11 @@ def pipeline_rows(m):
             f"oneTBB flow graph {m['pipe_tbb_latency_p50_us']:.1f}", None, "<= 150 us", p50 <= 150),
            ("pipeline d) same: p99 (us)", f"{p99:.1f}", f"oneTBB flow graph {m['pipe_tbb_latency_p99_us']:.1f}", None,
             "<= 1000 us", p99 <= 1000)]
+        + [("pipeline e) a random stage process SIGKILLed every 100 ms, retries 2 (items/s; "
+            f"{m['pipe_kills']:.0f} kills, {m['pipe_killed_items']:.0f} items failed)",
+            f"{m['pipe_mpaio_churn_killed']:,.1f}", f"the same run without kills {m['pipe_mpaio_churn_clean']:,.1f}",
+            m["pipe_mpaio_churn_killed"] / m["pipe_mpaio_churn_clean"], ">= 0.7x",
+            m["pipe_mpaio_churn_killed"] / m["pipe_mpaio_churn_clean"] >= 0.7)]
     )
 
 
