@@ -180,7 +180,8 @@ class Pipeline {
 
   /// Admits `item` and returns its id (0, 1, 2...), waiting while max_in_flight items are in flight.
   /// Throws Error after close() or cancel(), ItemError once a fail_fast pipeline failed, StageInitError
-  /// when a stage cannot be constructed.
+  /// when a stage cannot be constructed. An Asio cancellation of a waiting push() or pull() (a signal_set's
+  /// handler, `||` with a timer) cancels the pipeline and throws RunCancelled.
   asio::awaitable<std::uint64_t> push(In item) { co_return co_await engine_->push(detail::PortWire<In>::hold(std::move(item))); }
 
   /// The next result, waiting for it; empty once the pipeline is closed (or cancelled) and every result

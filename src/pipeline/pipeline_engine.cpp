@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include <asio/redirect_error.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
@@ -369,9 +370,16 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
 
   [[nodiscard]] bool drained() const { return (closed || cancelled) && items.empty() && finished.empty() && results.empty(); }
 
-  static asio::awaitable<void> wait(asio::steady_timer& signal) {
+  /// Waits until `signal` is pulsed. An Asio cancellation of the waiting push() or pull() cancels the
+  /// pipeline, as cancelling WorkerOrchestrator::run() cancels its run.
+  asio::awaitable<void> wait(asio::steady_timer& signal) {
     std::error_code ec;
     co_await signal.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) {
+      cancel();
+      throw RunCancelled("Pipeline: cancelled (Asio cancellation of push() or pull()); " + std::to_string(unfinished) +
+                         " items unfinished");
+    }
   }
 
   void handed_back() {

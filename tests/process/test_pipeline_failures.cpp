@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
@@ -201,6 +203,40 @@ TEST_F(PipelineFailures, CancellationStopsTheStagesAndAccountsForEveryItem) {
   EXPECT_TRUE(wait_gone(pids).empty()) << "the stage processes are gone";
   EXPECT_EQ(pool.stats().blocks_in_use, 0u);
   EXPECT_EQ(pool.stats().in_flight, 0u);
+}
+
+TEST_F(PipelineFailures, AnAsioCancellationOfAWaitingPullCancelsThePipeline) {
+  StageBoard::get().sleep_us[kAggregator] = 50'000;
+  Diamond diamond;
+  asio::io_context io;
+  std::exception_ptr pulled;
+  bool pull_ended = false;
+  {
+    auto pipeline = diamond.graph.build(diamond.output, io.get_executor(), {.max_in_flight = 4});
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      for (std::uint64_t id = 0; id < 4; ++id) co_await pipeline.push(make_frame(pool, id, kFrameBytes));
+    }, asio::detached);
+    asio::cancellation_signal cancel_pull;
+    asio::co_spawn(io, pipeline.pull(), asio::bind_cancellation_slot(cancel_pull.slot(), [&](std::exception_ptr e, auto) {
+      pulled = e;
+      pull_ended = true;
+    }));
+    asio::steady_timer later(io, milliseconds(20));
+    later.async_wait([&](const std::error_code&) { cancel_pull.emit(asio::cancellation_type::terminal); });
+    io.run();
+    EXPECT_TRUE(pull_ended);
+    ASSERT_TRUE(pulled) << "the cancelled pull() throws";
+    try {
+      std::rethrow_exception(pulled);
+    } catch (const mpaio::RunCancelled& e) {
+      EXPECT_NE(std::string(e.what()).find("4 items unfinished"), std::string::npos) << e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "not RunCancelled: " << e.what();
+    }
+    EXPECT_EQ(pipeline.unfinished(), 4u);
+    EXPECT_EQ(pipeline.in_flight(), 0u);
+  }
+  EXPECT_EQ(pool.stats().blocks_in_use, 0u);
 }
 
 TEST_F(PipelineFailures, DestroyingAPipelineMidRunLeavesNoProcessAndNoBlock) {
