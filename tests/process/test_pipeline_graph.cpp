@@ -7,9 +7,12 @@
 #include <asio/io_context.hpp>
 
 #include <algorithm>
+#include <sstream>
 #include <map>
 #include <set>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "support/pipeline_stages.hpp"
 #include "support/reliability.hpp"
@@ -102,6 +105,50 @@ TEST_F(PipelineGraph, AFailedItemKeepsItsPlaceInInputOrderAndNamesWhereItFailed)
   EXPECT_NE(f.describe().find("item 5 failed in stage 'classifier'"), std::string::npos) << f.describe();
   EXPECT_THROW((void)*results[5], mpaio::ItemError);
   EXPECT_EQ(pool.stats().blocks_in_use, 0u) << "the failed item's frame and the other branch's value are released";
+}
+
+TEST_F(PipelineGraph, StatsAndTheTraceShowEveryStageAndReplica) {
+  StageBoard::get().sleep_us[kClassifier] = 500;
+  Diamond diamond(/*middle_replicas=*/2);
+  asio::io_context io;
+  auto pipeline = diamond.graph.build(diamond.output, io.get_executor(), {.max_in_flight = 6, .trace = true});
+  std::vector<mpaio::PipelineResult<Summary>> results;
+  std::vector<Frame> frames;
+  for (std::uint64_t id = 0; id < 40; ++id) frames.push_back(make_frame(pool, id, kFrameBytes));
+  asio::co_spawn(io, pipeline.feed(std::move(frames)), asio::detached);
+  asio::co_spawn(io, pipeline.collect(results), asio::detached);
+  io.run();
+  expect_all_correct(results, 40);
+  const auto stats = pipeline.stats();
+  ASSERT_EQ(stats.size(), 4u);
+  const char* names[] = {"detector", "size_estimator", "classifier", "aggregator"};
+  for (std::size_t s = 0; s < 4; ++s) {
+    EXPECT_EQ(stats[s].name, names[s]);
+    EXPECT_EQ(stats[s].items, 40u) << names[s];
+    EXPECT_EQ(stats[s].failures, 0u);
+    EXPECT_EQ(stats[s].constructed, stats[s].replicas) << names[s];
+    EXPECT_EQ(stats[s].queued, 0u);
+  }
+  EXPECT_GE(stats[2].busy_ns, 40 * 500'000) << "the classifier slept 0.5 ms per item";
+  const std::string table = mpaio::format_stage_table(stats, 1.0);
+  EXPECT_NE(table.find("classifier"), std::string::npos) << table;
+
+  std::ostringstream out;
+  pipeline.write_trace_json(out);
+  const auto trace = nlohmann::json::parse(out.str());
+  std::set<std::string> tracks;
+  std::map<std::string, std::size_t> spans;  // per track name
+  std::map<int, std::string> track_of;
+  for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] == "M") track_of[e["tid"].get<int>()] = e["args"]["name"].get<std::string>();
+  }
+  for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] == "X") ++spans[track_of.at(e["tid"].get<int>())];
+  }
+  EXPECT_EQ(track_of.size(), 6u) << "a track per replica: 1 + 2 + 2 + 1";
+  EXPECT_EQ(spans["detector #0"], 40u);
+  EXPECT_EQ(spans["classifier #0"] + spans["classifier #1"], 40u);
+  EXPECT_EQ(spans["aggregator #0"], 40u);
 }
 
 TEST_F(PipelineGraph, GraphsThatCannotRunAreRefusedBeforeAnythingStarts) {
