@@ -217,10 +217,11 @@ TEST_F(PipelineFailures, AnAsioCancellationOfAWaitingPullCancelsThePipeline) {
       for (std::uint64_t id = 0; id < 4; ++id) co_await pipeline.push(make_frame(pool, id, kFrameBytes));
     }, asio::detached);
     asio::cancellation_signal cancel_pull;
-    asio::co_spawn(io, pipeline.pull(), asio::bind_cancellation_slot(cancel_pull.slot(), [&](std::exception_ptr e, auto) {
-      pulled = e;
-      pull_ended = true;
-    }));
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> { (void)co_await pipeline.pull(); },
+                   asio::bind_cancellation_slot(cancel_pull.slot(), [&](std::exception_ptr e) {
+                     pulled = e;
+                     pull_ended = true;
+                   }));
     asio::steady_timer later(io, milliseconds(20));
     later.async_wait([&](const std::error_code&) { cancel_pull.emit(asio::cancellation_type::terminal); });
     io.run();
