@@ -119,6 +119,7 @@ class PipelineBuilder {
     std::exception_ptr failed;
     asio::co_spawn(io, pipeline.feed(std::move(inputs)), [&](std::exception_ptr e) {
       if (e && !failed) failed = e;
+      if (e) pipeline.cancel();  // an item push() refused: collect() must not wait for the rest
     });
     asio::co_spawn(io, pipeline.collect(results), [&](std::exception_ptr e) {
       if (e && !failed) failed = e;

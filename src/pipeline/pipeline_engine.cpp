@@ -135,6 +135,7 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
   std::exception_ptr error;  // thrown by push() and, once results run out, by pull()
   std::uint64_t unfinished = 0;
   std::vector<std::byte> scratch;
+  std::vector<std::uint32_t> candidates;
   std::vector<Span> spans;
   std::int64_t epoch_ns = monotonic_ns();
 
@@ -263,6 +264,7 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
   void shutdown() noexcept {
     if (!server) return;
     shutting_down = true;
+    for (Replica& r : replicas) r.channel.header().stop_requested.store(1, std::memory_order_relaxed);
     ticker.cancel();
     drainer->stop();
     supervisor->detach();
@@ -417,11 +419,19 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
         stage.ready.pop_front();
         continue;
       }
-      std::optional<std::uint32_t> best;
+      // The least busy replica first; one whose ring is full (large items) does not stop the others.
+      candidates.clear();
       for (std::uint32_t i : stage.slots) {
-        if (accepting(i) && (!best || replicas[i].outstanding.size() < replicas[*best].outstanding.size())) best = i;
+        if (accepting(i)) candidates.push_back(i);
       }
-      if (!best || !send(*best, id, it->second)) return;
+      std::sort(candidates.begin(), candidates.end(), [&](std::uint32_t a, std::uint32_t b) {
+        return replicas[a].outstanding.size() < replicas[b].outstanding.size();
+      });
+      bool sent = false;
+      for (std::uint32_t i : candidates) {
+        if ((sent = send(i, id, it->second))) break;
+      }
+      if (!sent) return;
       stage.ready.pop_front();
     }
   }
@@ -441,6 +451,7 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
     r.outstanding.push_back({id, header.attempt});
     stages[r.stage].stats.queue_wait_ns += monotonic_ns() - item.ready_ns[r.stage];
     notify(r.channel.header().replica_wake);
+    if (r.outstanding.size() > 1 && may_hold()) drainer->expect_held();  // it may hold results now
     return true;
   }
 
@@ -462,13 +473,19 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
   }
 
   void fail_item(std::uint64_t id, ItemFailure failure) {
-    items.erase(id);  // its values go: pool arrays of the other branch are released with them
+    // Its values go: pool arrays of the other branch are released with them. An item that already ended
+    // (a handler cancelled the pipeline meanwhile) is not ended twice.
+    if (items.erase(id) == 0) return;
     EngineResult r;
     r.item = id;
     r.failure = std::move(failure);
     if (options.on_error == ErrorPolicy::fail_fast && !error) {
       error = std::make_exception_ptr(ItemError(*r.failure));
-      --in_flight;  // handed back as pull()'s exception
+      if (handler) {
+        to_user(std::move(r));  // the handler hears of it; push() and pull() throw it from now on
+      } else {
+        --in_flight;  // handed back as pull()'s exception
+      }
       cancel();
       return;
     }
@@ -671,6 +688,10 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
   void on_spawn_failed(std::uint32_t i, const std::string& why) override {
     Replica& r = replicas[i];
     r.init_error = "its process could not be started: " + why;
+    if (stages_stopped) {  // nothing is to run on it any more
+      quiesce_if_done();
+      return;
+    }
     construction_failed(i, 0);
   }
 
@@ -705,7 +726,7 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
     }
     if (!was_ready) {
       if (r.init_error.empty()) r.init_error = exit.text();
-      construction_failed(i, exit.pid);
+      if (!stages_stopped) construction_failed(i, exit.pid);  // else killed at the end while constructing
     } else {
       ++stages[s].stats.restarts;
       if (!cancelled && !stages_stopped) replace(i);

@@ -50,8 +50,6 @@ class Replica {
         return static_cast<int>(ChildExit::protocol_error);
       }
       handle(*instance, item, inputs);
-      tasks_.consume();
-      tasks_.publish();
     }
     instance.reset();  // the stage's destructor runs here, within the caller's grace
     return static_cast<int>(ChildExit::ok);
@@ -93,6 +91,11 @@ class Replica {
     }
     const std::int64_t end = monotonic_ns();
     h.running.store(0, std::memory_order_release);
+    // The item's record is done with (its inputs were decoded): its room goes back to the caller before
+    // the result does, so that the caller, reading the result, finds room for the next item.
+    const bool more = tasks_.more_after_peeked();
+    tasks_.consume();
+    tasks_.publish();
     if (!failed && out_.size() > settings_.max_item_bytes) {
       failed = true;
       type = "mpaio::ResultTooLarge";
@@ -106,21 +109,17 @@ class Replica {
       const StageDone done{item.item, item.attempt, 0, start, end};
       publish(StageResultKind::done, {bytes_of(done), out_});
     }
-    if (!hold(end - start, end)) ring_caller();
+    if (!hold(end - start, end, more)) ring_caller();
   }
 
   /// Whether a result may wait for the next ones before the caller hears of it: only one of a short item,
-  /// with more items queued, while the oldest result waiting is younger than max_result_delay (the item
-  /// record being handled is still in the ring: more than one means more are queued).
-  bool hold(std::int64_t duration_ns, std::int64_t now_ns) {
+  /// with more items queued, while the oldest result waiting is younger than max_result_delay.
+  bool hold(std::int64_t duration_ns, std::int64_t now_ns, bool more_queued) {
     const std::int64_t limit = settings_.max_result_delay.count();
-    if (duration_ns >= limit || !more_queued()) return false;
+    if (duration_ns >= limit || !more_queued) return false;
     if (held_since_ns_ == 0) held_since_ns_ = now_ns;
     return now_ns - held_since_ns_ < limit;
   }
-
-  /// Whether another item record follows the one being handled.
-  [[nodiscard]] bool more_queued() const noexcept { return tasks_.more_after_peeked(); }
 
   /// Wakes the caller's loop if it sleeps: every result written so far is then seen.
   void ring_caller() {

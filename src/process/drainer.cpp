@@ -124,6 +124,10 @@ void Drainer::collect() {
   if (owner_.may_hold()) watch_held();
 }
 
+void Drainer::expect_held() {
+  if (watch_ && watch_->active) watch_held();
+}
+
 /// A producer holds records while it has more work queued, guessing from the last one that the next will
 /// be short as well. When that guess is wrong, this timer still delivers them: it collects once nothing has
 /// for hold_limit. It is not re-armed per wake-up (a timerfd update each time): it fires at most once per

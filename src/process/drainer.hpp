@@ -64,6 +64,9 @@ class Drainer {
   /// Drains every source until none has records, arming them on the way; then, if the owner says producers
   /// may hold records, makes sure the hold timer will look again.
   void collect();
+  /// Producers may hold records from now on (the owner just gave them work): makes sure the hold timer
+  /// will look, even if the last collect() found no reason to.
+  void expect_held();
   /// Whether any source has records not handed over.
   [[nodiscard]] bool pending() const noexcept;
 

@@ -173,6 +173,38 @@ TEST_F(PipelineFailures, FailFastThrowsTheFirstFailureAndAccountsForEveryOtherIt
   EXPECT_EQ(pool.stats().in_flight, 0u);
 }
 
+TEST_F(PipelineFailures, FailFastWithAResultHandlerHandsItTheFailureAndEveryItemIsAccountedFor) {
+  set_fault(kDetector, 3, Fault::throw_always);
+  Diamond diamond;
+  asio::io_context io;
+  std::vector<mpaio::PipelineResult<Summary>> seen;
+  std::uint64_t pushed = 0;
+  std::exception_ptr push_error;
+  {
+    auto pipeline = diamond.graph.build(diamond.output, io.get_executor(),
+                                        {.max_in_flight = 4, .on_error = mpaio::ErrorPolicy::fail_fast});
+    pipeline.on_result([&](mpaio::PipelineResult<Summary> r) {
+      const bool failed = !r.ok();
+      seen.push_back(std::move(r));
+      if (failed) pipeline.cancel();  // a handler that reacts at once: the items are not counted twice
+    });
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      for (std::uint64_t id = 0; id < 50; ++id) {
+        co_await pipeline.push(make_frame(pool, id, kFrameBytes));
+        ++pushed;
+      }
+    }, [&](std::exception_ptr e) { push_error = e; });
+    io.run();
+    ASSERT_TRUE(push_error) << "push() throws once the pipeline failed";
+    std::size_t failures = 0;
+    for (const auto& r : seen) failures += !r.ok();
+    EXPECT_EQ(failures, 1u);
+    EXPECT_EQ(seen.size() + pipeline.unfinished(), pushed);
+    EXPECT_EQ(pipeline.in_flight(), 0u);
+  }
+  EXPECT_EQ(pool.stats().blocks_in_use, 0u);
+}
+
 TEST_F(PipelineFailures, CancellationStopsTheStagesAndAccountsForEveryItem) {
   StageBoard::get().sleep_us[kClassifier] = 20'000;
   Diamond diamond;

@@ -220,6 +220,12 @@ TEST_F(PipelineGraph, AStageMayReturnAPoolArrayWhichTheCallerThenOwns) {
     EXPECT_EQ((*r)[999], static_cast<std::uint8_t>((r.item % 251) * 2));
   }
   EXPECT_EQ(pool.stats().blocks_in_use, 16u) << "the 16 results; the inputs were freed";
+  {
+    std::vector<Frame> bad;
+    bad.push_back(make_frame(pool, 1, 1000));
+    bad.emplace_back();  // empty: push() refuses it, and map() throws rather than wait for its result
+    EXPECT_THROW((void)mpaio::map<Doubler>(std::move(bad)), mpaio::InvalidArgument);
+  }
   results.clear();
   EXPECT_EQ(pool.stats().blocks_in_use, 0u);
   EXPECT_EQ(pool.stats().in_flight, 0u);
