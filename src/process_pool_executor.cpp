@@ -477,9 +477,11 @@ struct ProcessPoolExecutor::Impl final : Supervisor::Events, detail::Drainer::Ow
     const std::uint64_t running_chunk = slot.channel.header().running.load(std::memory_order_acquire);
     if (!slot.untrusted) drainer->drain(i);  // results it published before dying are good
     drainer->remove_source(i);
-    // Its ring cannot be read past the malformed record: pool arrays it sent there would stay in flight
-    // until release_orphaned_transfers().
-    if (slot.untrusted) detail::release_transfers_from(exit.pid);
+    // Pool arrays it sent that nobody will take: those of a ring that cannot be read past a malformed
+    // record, and those of an abandoned run (killed by stop_run, it may have died between taking a
+    // result's transfer and publishing the record). Otherwise they would stay in flight until
+    // release_orphaned_transfers().
+    if (slot.untrusted || !slot.abandoned.empty()) detail::release_transfers_from(exit.pid);
     slot.abandoned.clear();
     std::deque<ChunkTask> lost = std::exchange(slot.in_flight, {});
     const bool recycled = slot.retiring && lost.empty() && exit.clean();

@@ -387,6 +387,9 @@ mpaio::SharedMemoryPool* g_tiles = nullptr;  // made before the executor: its wo
 struct TileWorker : mpaio::Worker<TileWorker, mpaio::PoolArray<std::uint8_t>> {
   using Worker::Worker;
   static mpaio::PoolArray<std::uint8_t> process(ArrayView<const std::int64_t>, Range r) {
+    // After the first, each chunk takes a millisecond: the caller's first drain, which stops the loop, then
+    // cannot take every result (a fast worker kept the ring full while it drained, and the run ended).
+    if (r.start > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     auto tile = g_tiles->allocate<std::uint8_t>({64});
     tile[0] = static_cast<std::uint8_t>(r.start);
     return tile;
