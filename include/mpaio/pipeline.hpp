@@ -117,14 +117,14 @@ class PipelineBuilder {
     std::vector<PipelineResult<Out>> results;
     results.reserve(inputs.size());
     std::exception_ptr failed;
-    asio::co_spawn(io, pipeline.feed(std::move(inputs)), [&](std::exception_ptr e) {
-      if (e && !failed) failed = e;
-      if (e) pipeline.cancel();  // an item push() refused: collect() must not wait for the rest
-    });
-    asio::co_spawn(io, pipeline.collect(results), [&](std::exception_ptr e) {
-      if (e && !failed) failed = e;
-      if (e) pipeline.cancel();
-    });
+    // Either side failing (an item push() refused, fail_fast) cancels: the other must not wait for ever.
+    auto on_end = [&](std::exception_ptr e) {
+      if (!e) return;
+      if (!failed) failed = e;
+      pipeline.cancel();
+    };
+    asio::co_spawn(io, pipeline.feed(std::move(inputs)), on_end);
+    asio::co_spawn(io, pipeline.collect(results), on_end);
     io.run();
     if (failed) std::rethrow_exception(failed);
     return results;

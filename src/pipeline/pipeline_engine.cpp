@@ -60,6 +60,8 @@ std::string format_stage_table(const std::vector<StageStats>& stats, double seco
 
 namespace detail {
 
+using std::chrono::milliseconds;
+
 struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
   /// An item sent to a replica and not answered yet.
   struct Assigned {
@@ -109,7 +111,6 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
 
   PipelineSpec spec;
   PipelineOptions options;
-  asio::any_io_executor loop;
   StageProcessSettings settings;
   std::optional<SharedMemory> channels;
   UniqueFd eventfd;
@@ -143,13 +144,14 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
   asio::steady_timer room_signal;
   asio::steady_timer result_signal;
   asio::steady_timer ticker;  // timeouts, the kill after a cancellation's grace
+  static constexpr std::chrono::milliseconds kIdleTick{100};
+  std::chrono::milliseconds timeout_tick = kIdleTick;  // a quarter of the shortest stage timeout, at least 1 ms
   std::int64_t kill_at_ns = 0;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
   Impl(PipelineSpec s, PipelineOptions o, const asio::any_io_executor& l)
       : spec(std::move(s)),
         options(std::move(o)),
-        loop(l),
         room_signal(l, asio::steady_timer::time_point::max()),
         result_signal(l, asio::steady_timer::time_point::max()),
         ticker(l) {
@@ -210,11 +212,12 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
       shutdown();
       throw;
     }
-    drainer->start(loop);
-    supervisor->attach(loop);
-    bool any_timeout = false;
-    for (const StageSpec& st : spec.stages) any_timeout |= st.options.timeout.count() > 0;
-    if (any_timeout) tick();
+    drainer->start(l);
+    supervisor->attach(l);
+    for (const StageSpec& st : spec.stages) {
+      if (st.options.timeout.count() > 0) timeout_tick = std::min(timeout_tick, std::max(milliseconds(1), st.options.timeout / 4));
+    }
+    if (timeout_tick < kIdleTick) tick();
   }
 
   ~Impl() {
@@ -472,24 +475,28 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
     fail_item(id, std::move(failure));
   }
 
+  /// Ends `id` with `failure` as the error policy says.
   void fail_item(std::uint64_t id, ItemFailure failure) {
-    // Its values go: pool arrays of the other branch are released with them. An item that already ended
-    // (a handler cancelled the pipeline meanwhile) is not ended twice.
-    if (items.erase(id) == 0) return;
-    EngineResult r;
-    r.item = id;
-    r.failure = std::move(failure);
-    if (options.on_error == ErrorPolicy::fail_fast && !error) {
-      error = std::make_exception_ptr(ItemError(*r.failure));
-      if (handler) {
-        to_user(std::move(r));  // the handler hears of it; push() and pull() throw it from now on
-      } else {
-        --in_flight;  // handed back as pull()'s exception
-      }
-      cancel();
+    if (options.on_error != ErrorPolicy::fail_fast || error) {
+      end_failed(id, std::move(failure));
       return;
     }
-    end_item(std::move(r));
+    if (items.erase(id) == 0) return;
+    error = std::make_exception_ptr(ItemError(failure));
+    if (handler) {
+      to_user({id, {}, std::move(failure)});  // the handler hears of it; push() and pull() throw it from now on
+    } else {
+      --in_flight;  // handed back as pull()'s exception
+    }
+    cancel();
+  }
+
+  /// Ends `id` with `failure`, handed back as its result. Its values go: pool arrays of the other branch are
+  /// released with them. An item that already ended (a handler cancelled the pipeline meanwhile) is not
+  /// ended twice.
+  void end_failed(std::uint64_t id, ItemFailure failure) {
+    if (items.erase(id) == 0) return;
+    end_item({id, {}, std::move(failure)});
   }
 
   /// An item ended: hand it back in the order asked for.
@@ -643,7 +650,7 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
         ++stages[s].stats.failures;
         record_span(i, failed.item, failed.attempt, failed.start_ns, failed.end_ns, false);
         if (shutting_down) return true;
-        const ItemFailureKind kind = type == "mpaio::ResultTooLarge" ? ItemFailureKind::too_large : ItemFailureKind::exception;
+        const ItemFailureKind kind = type == kResultTooLarge ? ItemFailureKind::too_large : ItemFailureKind::exception;
         auto it = items.find(failed.item);
         if (it != items.end() && it->second.attempts[s] == failed.attempt) {
           retry_or_fail(s, failed.item, {0, kind, "", r.index, supervisor->pid(i), 0, std::move(type), std::move(message)});
@@ -766,14 +773,11 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
     std::vector<std::uint64_t> ids;
     for (const auto& [id, item] : items) ids.push_back(id);
     std::sort(ids.begin(), ids.end());
-    const auto policy = options.on_error;
-    options.on_error = ErrorPolicy::collect;  // each item gets its failure; the pipeline's error is this one
-    for (std::uint64_t id : ids) {
+    for (std::uint64_t id : ids) {  // each item gets its failure, whatever the policy; the pipeline's error is this
       ItemFailure f = failure;
       f.item = id;
-      fail_item(id, std::move(f));
+      end_failed(id, std::move(f));
     }
-    options.on_error = policy;
     if (!error) error = std::make_exception_ptr(StageInitError(st.name, why));
     cancel();
   }
@@ -788,12 +792,7 @@ struct PipelineEngine::Impl final : Supervisor::Events, Drainer::Owner {
 
   void tick() {
     if (quiesced || shutting_down) return;
-    std::chrono::milliseconds period(100);
-    for (const StageSpec& st : spec.stages) {
-      if (st.options.timeout.count() > 0) period = std::min(period, std::max(std::chrono::milliseconds(1), st.options.timeout / 4));
-    }
-    if (kill_at_ns != 0) period = std::min(period, std::chrono::milliseconds(10));
-    ticker.expires_after(period);
+    ticker.expires_after(kill_at_ns != 0 ? std::min(timeout_tick, milliseconds(10)) : timeout_tick);
     ticker.async_wait([this, alive = alive](const std::error_code& ec) {
       if (ec || !*alive || shutting_down) return;
       on_tick();

@@ -8,8 +8,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <new>
 #include <span>
+#include <string_view>
 
 #include "process/channel.hpp"
 #include "process/record_ring.hpp"
@@ -30,6 +30,9 @@ enum class StageResultKind : std::uint32_t {
   failed = 3,       ///< StageFailed, then the error type's and the message's characters
   init_failed = 4,  ///< StageFailed (item and attempt 0), then type and message: the constructor threw
 };
+
+/// The error type of a `failed` record whose result exceeded max_item_bytes (ItemFailureKind::too_large).
+inline constexpr std::string_view kResultTooLarge = "mpaio::ResultTooLarge";
 
 struct StageItem {
   std::uint64_t item;
@@ -84,12 +87,7 @@ class StageChannel {
   [[nodiscard]] std::span<std::byte> result_ring() const noexcept { return results_; }
 
   /// Makes the channel new for the replica's next process; keeps a cancellation's stop request.
-  void reset(bool stop_requested) noexcept {
-    header_->~StageChannelHeader();
-    new (header_) StageChannelHeader{};
-    header_->stop_requested.store(stop_requested ? 1 : 0, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);  // the new process starts after a socket message
-  }
+  void reset(bool stop_requested) noexcept { renew_header(header_, stop_requested); }
 
  private:
   StageChannelHeader* header_ = nullptr;

@@ -98,7 +98,7 @@ class Replica {
     tasks_.publish();
     if (!failed && out_.size() > settings_.max_item_bytes) {
       failed = true;
-      type = "mpaio::ResultTooLarge";
+      type = kResultTooLarge;
       message = "its result is " + std::to_string(out_.size()) + " bytes, over PipelineOptions::max_item_bytes (" +
                 std::to_string(settings_.max_item_bytes) + ")";
       // A pool array's transfer is never this large: out_ holds plain bytes, nothing to release.

@@ -32,6 +32,16 @@ struct ChannelHeader {
 
 inline constexpr std::size_t align_up(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 
+/// Makes a channel header new, for a new process in its slot (a chunk worker's, a stage replica's); keeps
+/// the stop request of a run or pipeline being cancelled.
+template <class Header>
+void renew_header(Header* header, bool stop_requested) noexcept {
+  header->~Header();
+  new (header) Header{};
+  header->stop_requested.store(stop_requested ? 1 : 0, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);  // the new process starts after a socket message
+}
+
 /// A view of one slot's channel.
 class Channel {
  public:
@@ -48,12 +58,7 @@ class Channel {
   [[nodiscard]] std::span<std::byte> ring() const noexcept { return ring_; }
 
   /// Makes the channel new, for a new process in the slot; keeps the stop request of a run being cancelled.
-  void reset(bool stop_requested) noexcept {
-    header_->~ChannelHeader();
-    new (header_) ChannelHeader{};
-    header_->stop_requested.store(stop_requested ? 1 : 0, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);  // the new process starts after a socket message
-  }
+  void reset(bool stop_requested) noexcept { renew_header(header_, stop_requested); }
 
  private:
   ChannelHeader* header_ = nullptr;

@@ -27,12 +27,6 @@ constexpr const char* kExample = MPAIO_CAMERA_PIPELINE;
 constexpr const char* kExample = nullptr;
 #endif
 
-#if defined(__SANITIZE_THREAD__)
-constexpr double kExitLimitMs = 5000.0;  // as the demo's Ctrl-C test: the sanitizer's shadow memory is freed too
-#else
-constexpr double kExitLimitMs = 2000.0;
-#endif
-
 class PipelineInterrupt : public ReliabilityTest {
  protected:
   void SetUp() override {

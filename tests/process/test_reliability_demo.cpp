@@ -39,14 +39,6 @@ constexpr const char* kDemo = MPAIO_EXAMPLE_RUNNER;
 constexpr const char* kDemo = nullptr;
 #endif
 
-/// The bound on the exit after Ctrl-C: 2 s. Under ThreadSanitizer freeing the array also frees its shadow
-/// memory, several times its size: the same exit measured 1.1 s alone and 2.0-3.0 s beside other tests there
-/// (0.2 s in the release build).
-#if defined(__SANITIZE_THREAD__)
-constexpr double kExitLimitMs = 5000.0;
-#else
-constexpr double kExitLimitMs = 2000.0;
-#endif
 /// The user CPU ticks (10 ms) of both idle workers together: what starting them costs. Under ThreadSanitizer
 /// its runtime's start-up in each worker took 2 ticks there; a worker that had run a chunk of the idle test
 /// (4 million elements, instrumented) would show several more.
